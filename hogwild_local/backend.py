@@ -1,0 +1,472 @@
+"""Typed binding of the Hogwild-patched llama.cpp (through llama-cpp-python's ctypes layer).
+
+This is layer 2 of the project: it knows llama.cpp, not the method. It loads a GGUF model, opens a
+context whose KV cache is unified (one set of cells for all sequences), decodes batches of
+(token, position, seq ids), reads logits per batch index, and exposes the four
+``llama_memory_hogwild_*`` functions of our patch plus the cache accounting read from llama.cpp.
+
+Errors are :class:`BackendError` with one clear line; the native library never aborts on bad input
+from here because every call is checked before or after it is made.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LLAMA_CPP_VERSION = "0.3.36"
+FIX_HINT = "run: hogwild build-backend"
+
+HOGWILD_SYMBOLS = (
+    "llama_memory_hogwild_enable",
+    "llama_memory_hogwild_set_block",
+    "llama_memory_hogwild_set_deltas",
+    "llama_memory_hogwild_get_block",
+    "llama_memory_n_cells_used",
+    "llama_memory_n_cells_total",
+)
+
+# ggml types accepted for the KV cache (name -> ggml_type)
+CACHE_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2, "bf16": 30}
+
+ROPE_NONE, ROPE_NORM, ROPE_NEOX = -1, 0, 2
+
+
+class BackendError(Exception):
+    """A user-facing failure of the backend: one line, with a hint where there is one."""
+
+
+class UnpatchedLibraryError(BackendError):
+    """llama-cpp-python is missing, the wrong version, or built without the Hogwild patch."""
+
+
+# --------------------------------------------------------------------------------------------------
+# library loading and logging
+
+_log_lines: deque[str] = deque(maxlen=64)
+_log_lock = threading.Lock()
+_lib = None
+_llama = None
+
+
+def _load() -> tuple[object, ctypes.CDLL]:
+    """Import llama_cpp once, check the patch, bind our symbols, and route llama.cpp's log to a buffer."""
+    global _lib, _llama
+    if _lib is not None:
+        return _llama, _lib
+    try:
+        import llama_cpp  # noqa: PLC0415 - imported lazily so that `hogwild --help` works without it
+    except Exception as err:  # a missing package, or a library that fails to load
+        raise UnpatchedLibraryError(f"llama-cpp-python could not be imported ({err}); {FIX_HINT}") from None
+    version = getattr(llama_cpp, "__version__", "?")
+    if version != LLAMA_CPP_VERSION:
+        raise UnpatchedLibraryError(
+            f"llama-cpp-python {version} is installed but hogwild-local needs {LLAMA_CPP_VERSION}; {FIX_HINT}"
+        )
+    lib = llama_cpp.llama_cpp._lib
+    missing = [name for name in HOGWILD_SYMBOLS if not hasattr(lib, name)]
+    if missing:
+        raise UnpatchedLibraryError(
+            f"this llama-cpp-python was built without the Hogwild patch (no {missing[0]}); {FIX_HINT}"
+        )
+    i32, p = ctypes.c_int32, ctypes.c_void_p
+    signatures = {
+        "llama_memory_hogwild_enable": [p, i32],
+        "llama_memory_hogwild_set_block": [p, i32, i32, i32],
+        "llama_memory_hogwild_set_deltas": [p, i32, ctypes.POINTER(i32), i32],
+        "llama_memory_hogwild_get_block": [p, i32],
+        "llama_memory_n_cells_used": [p],
+        "llama_memory_n_cells_total": [p],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = i32
+    _install_log_callback(llama_cpp)
+    llama_cpp.llama_backend_init()
+    _llama, _lib = llama_cpp, lib
+    return _llama, _lib
+
+
+def _install_log_callback(llama_cpp) -> None:
+    """Keep llama.cpp's log lines in memory (errors are quoted in exceptions); print them if HOGWILD_VERBOSE."""
+    verbose = os.environ.get("HOGWILD_VERBOSE", "") not in ("", "0")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace")
+        with _log_lock:
+            _log_lines.append(line)
+        if verbose:
+            os.write(2, text)
+
+    global _log_callback
+    _log_callback = callback  # keep a reference: ctypes callbacks die with their Python object
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+_log_callback = None
+
+
+def last_log_error() -> str:
+    """The last error-looking line llama.cpp logged, for error messages."""
+    with _log_lock:
+        for line in reversed(_log_lines):
+            if "error" in line.lower() or "failed" in line.lower() or "hogwild" in line.lower():
+                return line.strip()
+    return ""
+
+
+def library_info() -> dict:
+    """What `hogwild doctor` reports: version, library path, patched?, GPU offload."""
+    try:
+        llama_cpp, lib = _load()
+    except UnpatchedLibraryError as err:
+        return {"ok": False, "error": str(err)}
+    return {
+        "ok": True,
+        "version": llama_cpp.__version__,
+        "library": getattr(lib, "_name", "?"),
+        "patched": True,
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine needs to know about a loaded model."""
+
+    architecture: str
+    n_vocab: int
+    n_ctx_train: int
+    rope_type: int
+    is_recurrent: bool
+    is_hybrid: bool
+    n_swa: int
+    chat_template: str | None
+    size_bytes: int
+    n_params: int
+
+
+class Model:
+    """A GGUF model loaded by llama.cpp (weights only; contexts are opened with :meth:`context`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_gpu_layers: int = 0,
+        main_gpu: int = 0,
+        tensor_split: Sequence[float] | None = None,
+    ) -> None:
+        llama_cpp, _ = _load()
+        self._llama = llama_cpp
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"model file not found: {path}")
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.main_gpu = main_gpu
+        if tensor_split:
+            n_dev = llama_cpp.llama_max_devices()
+            if len(tensor_split) > n_dev:
+                raise BackendError(f"--tensor-split has {len(tensor_split)} values but this build supports {n_dev} devices")
+            self._split = (ctypes.c_float * n_dev)(*tensor_split, *([0.0] * (n_dev - len(tensor_split))))
+            params.tensor_split = self._split
+        self.ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.ptr:
+            detail = last_log_error()
+            raise BackendError(f"llama.cpp could not load {path.name}" + (f": {detail}" if detail else ""))
+        self.path = path
+        self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
+        self.info = self._read_info()
+
+    def _read_info(self) -> ModelInfo:
+        llama_cpp = self._llama
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_model_meta_val_str(self.ptr, b"general.architecture", buf, len(buf))
+        arch = buf.value.decode() if n > 0 else "?"
+        template = llama_cpp.llama_model_chat_template(self.ptr, None)
+        return ModelInfo(
+            architecture=arch,
+            n_vocab=llama_cpp.llama_vocab_n_tokens(self.vocab),
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.ptr),
+            rope_type=llama_cpp.llama_model_rope_type(self.ptr),
+            is_recurrent=bool(llama_cpp.llama_model_is_recurrent(self.ptr)),
+            is_hybrid=bool(llama_cpp.llama_model_is_hybrid(self.ptr)),
+            n_swa=llama_cpp.llama_model_n_swa(self.ptr),
+            chat_template=template.decode() if template else None,
+            size_bytes=llama_cpp.llama_model_size(self.ptr),
+            n_params=llama_cpp.llama_model_n_params(self.ptr),
+        )
+
+    # tokens ---------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        """Text to token ids (no BOS unless add_special)."""
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (ctypes.c_int32 * cap)()
+        n = self._llama.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (ctypes.c_int32 * cap)()
+            n = self._llama.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The raw bytes of one token (may be part of a UTF-8 character)."""
+        buf = ctypes.create_string_buffer(64)
+        n = self._llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        """End of generation (EOS, EOT, ...)."""
+        return bool(self._llama.llama_vocab_is_eog(self.vocab, token))
+
+    def bos(self) -> int | None:
+        """The BOS token if the model wants one at the start of a prompt."""
+        if not self._llama.llama_vocab_get_add_bos(self.vocab):
+            return None
+        tok = self._llama.llama_vocab_bos(self.vocab)
+        return tok if tok >= 0 else None
+
+    def apply_chat_template(self, messages: Sequence[tuple[str, str]], *, add_assistant: bool = True) -> str:
+        """Render (role, content) messages with the model's own chat template (llama.cpp's built-in renderer)."""
+        llama_cpp = self._llama
+        template = self.info.chat_template
+        if template is None:
+            raise BackendError(f"{self.path.name} has no chat template")
+        msgs = (llama_cpp.llama_chat_message * len(messages))()
+        keep = []
+        for i, (role, content) in enumerate(messages):
+            r, c = role.encode(), content.encode()
+            keep += [r, c]
+            msgs[i].role, msgs[i].content = r, c
+        size = sum(len(c) for c in keep) * 2 + 1024
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_chat_apply_template(template.encode(), msgs, len(messages), add_assistant, buf, size)
+            if n < 0:
+                raise BackendError(f"llama.cpp does not support the chat template of {self.path.name}")
+            if n <= size:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            size = n + 1
+        raise BackendError("chat template output did not fit")  # unreachable in practice
+
+    def context(self, **kwargs) -> Context:
+        """Open a context (see :class:`Context`)."""
+        return Context(self, **kwargs)
+
+    def close(self) -> None:
+        """Free the weights."""
+        if getattr(self, "ptr", None):
+            self._llama.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# context
+
+
+@dataclass(frozen=True)
+class Token:
+    """One entry of a decode batch: a token at a canonical position, for sequences seq_ids (own first)."""
+
+    token: int
+    pos: int
+    seq_ids: tuple[int, ...]
+    logits: bool = False
+
+
+class Context:
+    """A llama.cpp context with ONE unified KV cache shared by ``n_seq`` sequences.
+
+    One context is not thread-safe: use it from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 4096,
+        n_seq: int = 1,
+        n_batch: int = 512,
+        cache_type: str = "f16",
+        n_threads: int | None = None,
+        flash_attn: bool = False,
+        offload_kqv: bool = True,
+        seed: int = 0,
+    ) -> None:
+        llama_cpp = model._llama
+        self._llama = llama_cpp
+        self.model = model
+        if cache_type not in CACHE_TYPES:
+            raise BackendError(f"unknown cache type {cache_type!r}; choose one of {', '.join(CACHE_TYPES)}")
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch  # one ubatch per pass: every token of a pass sees every other (instant visibility)
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.type_k = CACHE_TYPES[cache_type]
+        params.type_v = CACHE_TYPES[cache_type]
+        params.offload_kqv = offload_kqv
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            detail = last_log_error()
+            raise BackendError("llama.cpp could not create a context" + (f": {detail}" if detail else ""))
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ptr)
+        self.n_batch = n_batch
+        self.n_seq = n_seq
+        self.cache_type = cache_type
+        self.memory = llama_cpp.llama_get_memory(self.ptr)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq)
+        self._n_vocab = model.info.n_vocab
+
+    # decoding -------------------------------------------------------------------------------------
+
+    def decode(self, tokens: Sequence[Token]) -> None:
+        """Run one forward pass over ``tokens`` (at most n_batch). Raises BackendError on failure."""
+        n = len(tokens)
+        if not 0 < n <= self.n_batch:
+            raise BackendError(f"a batch holds 1..{self.n_batch} tokens, got {n}")
+        b = self._batch
+        b.n_tokens = n
+        for i, t in enumerate(tokens):
+            if not 0 < len(t.seq_ids) <= self.n_seq or not all(0 <= s < self.n_seq for s in t.seq_ids):
+                raise BackendError(f"token {i}: seq ids {t.seq_ids} outside 0..{self.n_seq - 1}")
+            b.token[i] = t.token
+            b.pos[i] = t.pos
+            b.n_seq_id[i] = len(t.seq_ids)
+            for j, s in enumerate(t.seq_ids):
+                b.seq_id[i][j] = s
+            b.logits[i] = t.logits
+        rc = self._llama.llama_decode(self.ptr, b)
+        if rc == 1:
+            raise BackendError(f"the KV cache is full ({self.cells_used()}/{self.cells_total()} cells); use a larger --ctx")
+        if rc != 0:
+            detail = last_log_error()
+            raise BackendError(f"llama_decode failed ({rc})" + (f": {detail}" if detail else ""))
+
+    def logits(self, index: int) -> np.ndarray:
+        """The logits of the token at ``index`` of the last batch (a copy, float32 [n_vocab])."""
+        ptr = self._llama.llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise BackendError(f"no logits for batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+
+    # memory -----------------------------------------------------------------------------------------
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove cells of ``seq`` in [p0, p1) (-1 = open end); seq -1 = every sequence."""
+        return bool(self._llama.llama_memory_seq_rm(self.memory, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Share the cells of ``src`` in [p0, p1) with ``dst`` (no copy in a unified cache)."""
+        self._llama.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+
+    def seq_add(self, seq: int, p0: int, p1: int, shift: int) -> None:
+        """Move cells of ``seq`` in [p0, p1) by ``shift`` positions (keys re-rotated at the next decode)."""
+        self._llama.llama_memory_seq_add(self.memory, seq, p0, p1, shift)
+
+    def seq_pos_max(self, seq: int) -> int:
+        """The largest canonical position of ``seq`` (-1 if none)."""
+        return self._llama.llama_memory_seq_pos_max(self.memory, seq)
+
+    def clear(self) -> None:
+        """Empty the cache."""
+        self._llama.llama_memory_clear(self.memory, True)
+
+    def cells_used(self) -> int:
+        """Cells holding at least one sequence, counted by llama.cpp."""
+        return _lib.llama_memory_n_cells_used(self.memory)
+
+    def cells_total(self) -> int:
+        """All cells of the KV cache."""
+        return _lib.llama_memory_n_cells_total(self.memory)
+
+    def kv_bytes_per_cell(self) -> int:
+        """Bytes one cached token takes (K and V, every layer), from llama.cpp's own state size."""
+        size = self._llama.llama_state_get_size(self.ptr)
+        return int(size)  # refined by the benchmark; kept simple here
+
+    # Hogwild views ----------------------------------------------------------------------------------
+
+    def hogwild_enable(self, n_blk: int) -> None:
+        """Turn Hogwild views on with ``n_blk`` blocks (0 turns them off)."""
+        self._check(_lib.llama_memory_hogwild_enable(self.memory, n_blk), "hogwild_enable")
+
+    def hogwild_set_block(self, blk: int, p0: int, p1: int) -> None:
+        """Block ``blk`` (>= 1) owns canonical positions [p0, p1)."""
+        self._check(_lib.llama_memory_hogwild_set_block(self.memory, blk, p0, p1), "hogwild_set_block")
+
+    def hogwild_set_deltas(self, seq: int, deltas: Sequence[int]) -> None:
+        """Sequence ``seq`` sees a cell of block b at canonical position p at p + deltas[b]."""
+        arr = (ctypes.c_int32 * len(deltas))(*deltas)
+        self._check(_lib.llama_memory_hogwild_set_deltas(self.memory, seq, arr, len(deltas)), "hogwild_set_deltas")
+
+    def hogwild_get_block(self, pos: int) -> int:
+        """The block owning canonical position ``pos``."""
+        rc = _lib.llama_memory_hogwild_get_block(self.memory, pos)
+        if rc < 0:
+            self._check(rc, "hogwild_get_block")
+        return rc
+
+    @staticmethod
+    def _check(rc: int, what: str) -> None:
+        if rc == -1:
+            raise BackendError(f"{what}: invalid argument")
+        if rc == -2:
+            raise BackendError(
+                f"{what}: unsupported by this model or context (needs RoPE with K-shift, 1-D positions, "
+                "no MLA, no sliding window, a non-quantized V cache, a unified KV cache)"
+            )
+        if rc != 0:
+            raise BackendError(f"{what}: error {rc}")
+
+    def close(self) -> None:
+        """Free the context."""
+        if getattr(self, "ptr", None):
+            self._llama.llama_batch_free(self._batch)
+            self._llama.llama_free(self.ptr)
+            self.ptr = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

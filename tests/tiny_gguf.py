@@ -1,0 +1,169 @@
+"""Tiny random-weight GGUF models for testing.
+
+The files written here load in stock llama.cpp (architectures ``llama`` and
+``qwen2``) and carry no tokenizer (``tokenizer.ggml.model = "no_vocab"``), so
+callers feed raw token ids.  The same weights are returned as float32 numpy
+arrays so that an independent reference implementation can run the identical
+model.
+
+Layout conventions (checked against llama.cpp's tensor loader):
+
+* Every matrix is stored in numpy as ``[out_features, in_features]`` and the
+  layer computes ``y = W @ x``.  gguf-py writes the numpy shape reversed as the
+  ggml ``ne`` array, so llama.cpp sees ``ne = {in, out}``, which is exactly what
+  it expects (e.g. ``attn_q`` is ``{n_embd, n_head*head_dim}``).
+* ``token_embd`` is ``[n_vocab, n_embd]`` (row ``t`` is token ``t``'s
+  embedding) and ``output`` is ``[n_vocab, n_embd]`` (logits = ``output @ h``).
+* Q/K head ``h`` occupies rows ``h*head_dim:(h+1)*head_dim`` of ``attn_q`` /
+  ``attn_k``; no HF-style row permutation is applied, the rope flavour is
+  decided by the architecture alone (llama: NORMAL, qwen2: NEOX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+RMS_EPS = 1e-5
+
+
+@dataclass
+class TinyModel:
+    """Hyper-parameters and float32 weights of a tiny GGUF model written to ``path``."""
+
+    path: Path
+    arch: str
+    n_vocab: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    n_layer: int
+    n_ff: int
+    rope_theta: float
+    rms_eps: float
+    tensors: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head dimension of Q, K and V."""
+        return self.n_embd // self.n_head
+
+
+def _random_tensors(
+    rng: np.random.Generator,
+    arch: str,
+    n_vocab: int,
+    n_embd: int,
+    n_head: int,
+    n_head_kv: int,
+    n_layer: int,
+    n_ff: int,
+) -> dict[str, np.ndarray]:
+    """Draw weights whose activations stay O(1) through the network.
+
+    Projections into attention scores and logits use std ``1/sqrt(fan_in)`` so
+    the scaled scores and the logits have roughly unit spread (attention is
+    neither uniform nor one-hot, so view positions matter); projections that
+    write back into the residual stream are scaled down by 0.5.
+    """
+    head_dim = n_embd // n_head
+    n_embd_kv = n_head_kv * head_dim
+
+    def matrix(n_out: int, n_in: int, gain: float = 1.0) -> np.ndarray:
+        return (rng.standard_normal((n_out, n_in)) * gain / np.sqrt(n_in)).astype(np.float32)
+
+    def norm(n: int) -> np.ndarray:
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    def bias(n: int) -> np.ndarray:
+        return (0.5 * rng.standard_normal(n)).astype(np.float32)
+
+    tensors: dict[str, np.ndarray] = {
+        "token_embd.weight": rng.standard_normal((n_vocab, n_embd)).astype(np.float32),
+        "output_norm.weight": norm(n_embd),
+        "output.weight": matrix(n_vocab, n_embd, 2.0),
+    }
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        tensors[p + "attn_norm.weight"] = norm(n_embd)
+        tensors[p + "attn_q.weight"] = matrix(n_embd, n_embd, 1.5)
+        tensors[p + "attn_k.weight"] = matrix(n_embd_kv, n_embd, 1.5)
+        tensors[p + "attn_v.weight"] = matrix(n_embd_kv, n_embd)
+        if arch == "qwen2":
+            tensors[p + "attn_q.bias"] = bias(n_embd)
+            tensors[p + "attn_k.bias"] = bias(n_embd_kv)
+            tensors[p + "attn_v.bias"] = bias(n_embd_kv)
+        tensors[p + "attn_output.weight"] = matrix(n_embd, n_embd, 0.5)
+        tensors[p + "ffn_norm.weight"] = norm(n_embd)
+        tensors[p + "ffn_gate.weight"] = matrix(n_ff, n_embd)
+        tensors[p + "ffn_up.weight"] = matrix(n_ff, n_embd)
+        tensors[p + "ffn_down.weight"] = matrix(n_embd, n_ff, 0.5)
+    return tensors
+
+
+def write_tiny_model(
+    path: str | Path,
+    arch: str = "llama",
+    *,
+    seed: int = 0,
+    n_vocab: int = 64,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_head_kv: int = 2,
+    n_layer: int = 2,
+    n_ff: int = 128,
+    rope_theta: float = 10000.0,
+    n_ctx_train: int = 65536,
+) -> TinyModel:
+    """Write a random f32 GGUF model of architecture ``arch`` ("llama" or "qwen2") to ``path``.
+
+    The model uses GQA (``n_head_kv`` may be smaller than ``n_head``), a separate
+    (untied) output matrix, and no vocabulary.  Returns the written weights.
+    """
+    if arch not in ("llama", "qwen2"):
+        raise ValueError(f"unsupported arch {arch!r}")
+    if n_embd % n_head or n_head % n_head_kv:
+        raise ValueError("n_embd must divide by n_head and n_head by n_head_kv")
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    tensors = _random_tensors(rng, arch, n_vocab, n_embd, n_head, n_head_kv, n_layer, n_ff)
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-{arch}")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_context_length(n_ctx_train)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
+    writer.add_layer_norm_rms_eps(RMS_EPS)
+    writer.add_rope_freq_base(rope_theta)
+    writer.add_rope_dimension_count(n_embd // n_head)
+    # With no tokenizer, llama.cpp takes the vocabulary size from
+    # "<arch>.vocab_size"; without it n_vocab would be 0 and loading fails.
+    writer.add_vocab_size(n_vocab)
+    writer.add_tokenizer_model("no_vocab")
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    return TinyModel(
+        path=path,
+        arch=arch,
+        n_vocab=n_vocab,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        n_layer=n_layer,
+        n_ff=n_ff,
+        rope_theta=float(rope_theta),
+        rms_eps=RMS_EPS,
+        tensors=tensors,
+    )
