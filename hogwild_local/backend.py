@@ -116,12 +116,17 @@ _log_callback = None
 
 
 def last_log_error() -> str:
-    """The last error-looking line llama.cpp logged, for error messages."""
+    """The most specific error line llama.cpp logged recently, for error messages."""
     with _log_lock:
-        for line in reversed(_log_lines):
-            if "error" in line.lower() or "failed" in line.lower() or "hogwild" in line.lower():
-                return line.strip()
-    return ""
+        lines = [line.strip() for line in _log_lines if "error" in line.lower() or "hogwild" in line.lower()]
+    specific = [line for line in lines if "failed to decode" not in line]
+    return (specific or lines or [""])[-1]
+
+
+def clear_log() -> None:
+    """Forget earlier log lines (called before each native call whose failure we explain)."""
+    with _log_lock:
+        _log_lines.clear()
 
 
 def library_info() -> dict:
@@ -372,6 +377,7 @@ class Context:
             for j, s in enumerate(t.seq_ids):
                 b.seq_id[i][j] = s
             b.logits[i] = t.logits
+        clear_log()
         rc = self._llama.llama_decode(self.ptr, b)
         if rc == 1:
             raise BackendError(f"the KV cache is full ({self.cells_used()}/{self.cells_total()} cells); use a larger --ctx")
