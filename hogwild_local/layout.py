@@ -16,7 +16,8 @@ Blocks (the paper's "combined" layout):
 Worker s sees: common, others_header, (step[o], marker[o]) for every other o ascending, own_header,
 step[s] last, at contiguous positions 0 .. len(view)-1. ``stepwise`` hides the others' unfinished steps
 (view: common, step[s]); ``contiguous`` never moves steps into the history (each worker's whole output is
-one block). With one worker the view is simply common, step[0].
+one block); ``independent`` (a baseline) hides everything but the prompt. With one worker the view is
+simply common, step[0].
 
 Canonical ranges are fixed: common owns [0, capacity), the header blocks follow, then each step block
 owns its own ``capacity`` positions, so a block never has to move while it grows. A finished step moves
@@ -38,6 +39,7 @@ class LayoutKind(str, Enum):
     COMBINED = "combined"  # history + everyone's current step (the paper's main method)
     CONTIGUOUS = "contiguous"  # no history: each worker's whole output is one block
     STEPWISE = "stepwise"  # only finished steps are shared
+    INDEPENDENT = "independent"  # baseline: nobody sees anyone (one block per worker, never shared)
 
 
 class LayoutFull(Exception):
@@ -134,7 +136,7 @@ class Layout:
     def visible_blocks(self, worker: int) -> list[Block]:
         """The blocks worker sees, in its view order (own step last)."""
         own = self.steps[worker]
-        if self.n_workers == 1 or self.kind is LayoutKind.STEPWISE:
+        if self.n_workers == 1 or self.kind in (LayoutKind.STEPWISE, LayoutKind.INDEPENDENT):
             return [self.common, own]
         others: list[Block] = []
         for o in range(self.n_workers):
@@ -158,11 +160,16 @@ class Layout:
         return out
 
     def viewers(self, block: Block) -> tuple[int, ...]:
-        """The workers whose cache sequence holds this block's cells (owner first for steps)."""
+        """The workers whose cache sequence holds this block's cells (owner first for steps); () if nobody sees it."""
+        shares_steps = self.n_workers > 1 and self.kind not in (LayoutKind.STEPWISE, LayoutKind.INDEPENDENT)
         if block.kind == "step":
-            if self.kind is LayoutKind.STEPWISE or self.n_workers == 1:
+            if not shares_steps:
                 return (block.owner,)
             return (block.owner, *[w for w in range(self.n_workers) if w != block.owner])
+        if block.kind == "common":
+            return tuple(range(self.n_workers))
+        if not shares_steps:
+            return ()  # headers and markers only introduce other workers' unfinished steps
         if block.kind == "marker":
             return tuple(w for w in range(self.n_workers) if w != block.owner)
         return tuple(range(self.n_workers))
@@ -207,7 +214,7 @@ class Layout:
     def finish_step(self, worker: int) -> Move | None:
         """Move the worker's finished step to the end of the history; None if nothing moves."""
         step = self.steps[worker]
-        if self.kind is LayoutKind.CONTIGUOUS or step.length == 0:
+        if self.kind in (LayoutKind.CONTIGUOUS, LayoutKind.INDEPENDENT) or step.length == 0:
             return None
         if self.common.length + step.length > self.common.capacity:
             raise LayoutFull("the history is full")
