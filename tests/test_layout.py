@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 from hogwild_local.layout import MAX_WORKERS, HistoryEntry, Layout, LayoutFull, LayoutKind, Move
 
 COMBINED, CONTIGUOUS, STEPWISE = LayoutKind.COMBINED, LayoutKind.CONTIGUOUS, LayoutKind.STEPWISE
+INDEPENDENT = LayoutKind.INDEPENDENT
+PRIVATE_STEPS = (STEPWISE, INDEPENDENT)  # layouts where nobody sees another worker's unfinished step
+NO_MOVES = (CONTIGUOUS, INDEPENDENT)  # layouts whose steps never move into the history
 
 
 def block_name(block) -> str:
@@ -282,7 +285,7 @@ def check(layout: Layout, model: CacheModel) -> None:
     assert pos == common.end
 
     # 5. contiguous: nothing ever reaches the history but notes
-    if kind is CONTIGUOUS:
+    if kind in NO_MOVES:
         assert all(e.worker is None for e in layout.history)
 
     all_workers = set(range(W))
@@ -298,7 +301,7 @@ def check(layout: Layout, model: CacheModel) -> None:
 
         # 2. view order
         names = [block_name(b) for b in visible]
-        if W == 1 or kind is STEPWISE:
+        if W == 1 or kind in PRIVATE_STEPS:
             assert names == ["common", f"step[{w}]"]
         else:
             others = [n for o in range(W) if o != w for n in (f"step[{o}]", f"marker[{o}]")]
@@ -331,13 +334,11 @@ def check(layout: Layout, model: CacheModel) -> None:
             assert b.owner not in viewers
         if b.kind == "step":
             assert viewers[0] == b.owner
-            if kind is STEPWISE or W == 1:
+            if kind in PRIVATE_STEPS or W == 1:
                 assert viewers == (b.owner,)
             else:
                 assert set(viewers) == all_workers
-        if b.kind in ("common", "step") or (kind is not STEPWISE and W > 1):
-            # (header blocks of stepwise / one-worker layouts: see test_viewers_match_views below)
-            assert set(viewers) == seen_by[b.id], f"{block_name(b)}: viewers {viewers}, seen by {seen_by[b.id]}"
+        assert set(viewers) == seen_by[b.id], f"{block_name(b)}: viewers {viewers}, seen by {seen_by[b.id]}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ def run_schedule(s: Schedule) -> int:
         elif op[0] == "finish":
             w = op[1]
             step, cells = layout.steps[w], model.steps[w]
-            moves = s.kind is not CONTIGUOUS and len(cells) > 0
+            moves = s.kind not in NO_MOVES and len(cells) > 0
             old_common = model.common_length
             got = expect_full(layout, lambda: layout.finish_step(w), moves and old_common + len(cells) > s.capacity)
             if got is LayoutFull:
