@@ -358,6 +358,7 @@ class Context:
         self.memory = llama_cpp.llama_get_memory(self.ptr)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq)
         self._n_vocab = model.info.n_vocab
+        self.last_batch_size = 0
 
     # decoding -------------------------------------------------------------------------------------
 
@@ -379,6 +380,7 @@ class Context:
             b.logits[i] = t.logits
         clear_log()
         rc = self._llama.llama_decode(self.ptr, b)
+        self.last_batch_size = n
         if rc == 1:
             raise BackendError(f"the KV cache is full ({self.cells_used()}/{self.cells_total()} cells); use a larger --ctx")
         if rc != 0:
@@ -473,6 +475,61 @@ class Context:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# sampling
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """llama.cpp's usual sampler settings; temperature <= 0 means greedy."""
+
+    temperature: float = 0.6
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int = 0
+
+
+class Sampler:
+    """A llama.cpp sampler chain (penalties, top-k, top-p, min-p, temperature, then a seeded draw)."""
+
+    def __init__(self, model: Model, params: SamplingParams, *, seed_offset: int = 0) -> None:
+        llama_cpp = model._llama
+        self._llama = llama_cpp
+        self.ptr = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = lambda s: llama_cpp.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        if params.repeat_penalty != 1.0:
+            add(llama_cpp.llama_sampler_init_penalties(
+                model.info.n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
+        if params.temperature <= 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+            return
+        add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+        add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        add(llama_cpp.llama_sampler_init_temp(params.temperature))
+        add(llama_cpp.llama_sampler_init_dist((params.seed + seed_offset) & 0xFFFFFFFF))
+
+    def sample(self, ctx: Context, index: int) -> int:
+        """Draw the next token from the logits at batch ``index`` of the last decode (and remember it)."""
+        return self._llama.llama_sampler_sample(self.ptr, ctx.ptr, index)
+
+    def accept(self, token: int) -> None:
+        """Tell the penalties about a token written without sampling (forced text)."""
+        self._llama.llama_sampler_accept(self.ptr, token)
+
+    def close(self) -> None:
+        """Free the chain."""
+        if getattr(self, "ptr", None):
+            self._llama.llama_sampler_free(self.ptr)
+            self.ptr = None
 
     def __del__(self) -> None:
         self.close()

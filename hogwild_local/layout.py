@@ -100,6 +100,7 @@ class Layout:
     n_workers: int
     capacity: int  # positions per growing block: the context size is a safe value
     header_lengths: tuple[int, int, int] = (0, 0, 0)  # others_header, marker, own_header (tokens)
+    finisher_capacity: int = 0  # positions for the final-answer prompt, seen by its own sequence
     blocks: list[Block] = field(init=False)
     history: list[HistoryEntry] = field(init=False, default_factory=list)
 
@@ -122,6 +123,7 @@ class Layout:
         self.own_header = add("own_header", own_len)
         self.markers = [add("marker", marker_len, w) for w in range(self.n_workers)]
         self.steps = [add("step", self.capacity, w) for w in range(self.n_workers)]
+        self.finisher = add("finisher", self.finisher_capacity)
 
     @property
     def common(self) -> Block:
@@ -154,10 +156,32 @@ class Layout:
 
     def deltas(self, worker: int) -> list[int]:
         """Per block: view position minus canonical position (0 for blocks the worker cannot see)."""
+        return self._deltas(self.view(worker))
+
+    def _deltas(self, spans: list[ViewSpan]) -> list[int]:
         out = [0] * self.n_blocks
-        for span in self.view(worker):
+        for span in spans:
             out[span.block.id] = span.delta
         return out
+
+    def finisher_view(self, workers: list[int] | None = None) -> list[ViewSpan]:
+        """What the final-answer sequence sees: common, the given workers' current steps in order, the finisher."""
+        spans, pos = [], 0
+        chosen = range(self.n_workers) if workers is None else workers
+        for block in [self.common, *[self.steps[w] for w in chosen], self.finisher]:
+            spans.append(ViewSpan(block, pos))
+            pos += block.length
+        return spans
+
+    def finisher_deltas(self, workers: list[int] | None = None) -> list[int]:
+        """Offsets for the final-answer sequence (see finisher_view)."""
+        return self._deltas(self.finisher_view(workers))
+
+    def reset_finisher(self) -> range:
+        """Empty the finisher block; returns its canonical range for removing the old cells."""
+        used = range(self.finisher.start, self.finisher.end)
+        self.finisher.length = 0
+        return used
 
     def viewers(self, block: Block) -> tuple[int, ...]:
         """The workers whose cache sequence holds this block's cells (owner first for steps); () if nobody sees it."""
@@ -168,6 +192,8 @@ class Layout:
             return (block.owner, *[w for w in range(self.n_workers) if w != block.owner])
         if block.kind == "common":
             return tuple(range(self.n_workers))
+        if block.kind == "finisher":
+            return ()
         if not shares_steps:
             return ()  # headers and markers only introduce other workers' unfinished steps
         if block.kind == "marker":
@@ -191,6 +217,10 @@ class Layout:
     def append(self, worker: int, n: int = 1) -> range:
         """Reserve the next ``n`` canonical positions of the worker's step block."""
         return self._grow(self.steps[worker], n)
+
+    def append_finisher(self, n: int) -> range:
+        """Reserve the next ``n`` positions of the final-answer prompt."""
+        return self._grow(self.finisher, n)
 
     def append_prompt(self, n: int) -> range:
         """Reserve ``n`` positions at the start of the common block for the prompt."""

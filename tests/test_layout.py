@@ -77,6 +77,7 @@ def test_canonical_ranges_are_fixed(two_workers):
         ("marker[1]", 105, 106),
         ("step[0]", 106, 206),
         ("step[1]", 206, 306),
+        ("finisher", 306, 306),
     ]
     assert two_workers.block_ranges() == [(b.id, b.start, b.start + b.capacity) for b in two_workers.blocks[1:]]
     assert two_workers.live_cells() == 3 + 2 + 2 + 1 + 1 + 2 + 3
@@ -108,8 +109,8 @@ def test_combined_two_worker_views(two_workers):
         """
     )
     # what the backend is told: per block id, view start - canonical start (0 where unseen)
-    assert two_workers.deltas(0) == [0, -97, -93, 0, -97, -95, -201]
-    assert two_workers.deltas(1) == [0, -97, -94, -97, 0, -101, -196]
+    assert two_workers.deltas(0) == [0, -97, -93, 0, -97, -95, -201, 0]
+    assert two_workers.deltas(1) == [0, -97, -94, -97, 0, -101, -196, 0]
     assert two_workers.viewers(two_workers.steps[1]) == (1, 0)
     assert two_workers.viewers(two_workers.markers[1]) == (0,)
 

@@ -1,0 +1,376 @@
+"""The Hogwild! generation loop: W workers decoding in lock-step over one shared KV cache.
+
+Read top to bottom: :class:`RunConfig` says what to run, :func:`check_model` refuses what the backend
+cannot do, and :class:`Generation` runs it, yielding events (``hogwild_local.events``).
+
+One pass = ONE ``llama_decode`` carrying the next token of every active worker (plus forced text such
+as a step header). Every token is stored once; before each pass every worker's view offsets are sent
+to the backend, so each worker sees the cache in its own order (``hogwild_local.layout``). A token
+written in a pass is visible to the other workers in that same pass. When a worker ends a step, its
+cells move to the end of the shared history with one K-shift and its next step opens with a forced
+header. When the budget ends without an answer, a final-answer sequence that sees the history and
+everyone's unfinished steps decodes greedily after a short "time is up" sentence.
+
+Methods (same budget accounting: passes, prefill and finisher excluded):
+- ``hogwild``: the shared cache (layout combined, or contiguous / stepwise for ablation);
+- ``single``: one worker, then the finisher;
+- ``independent``: W workers that never see each other, the finisher over their concatenated work;
+- ``self-consistency``: W independent workers, one finisher each, majority vote.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+from . import prompts
+from .backend import BackendError, Context, Model, Sampler, SamplingParams, Token
+from .events import AnswerEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
+
+METHODS = ("hogwild", "single", "independent", "self-consistency")
+UNSUPPORTED_ROPE = {-1: "no RoPE", 8: "M-RoPE", 40: "M-RoPE", 24: "vision RoPE"}
+
+
+class EngineError(Exception):
+    """A user-facing refusal or failure: one line."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run. ``budget`` counts passes (sequential forward passes)."""
+
+    method: str = "hogwild"
+    workers: int = 2
+    layout: str = "combined"
+    budget: int = 256
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    finisher_tokens: int = 16
+    self_check_every: int = 1024  # generated tokens (all workers) between self-check questions; 0 = never
+    think: bool = False  # open a thinking block for reasoning models whose template does not
+    n_ctx: int = 8192
+    cache_type: str = "f16"
+    threads: int | None = None
+    stop_on_answer: bool = True
+
+    @property
+    def n_workers(self) -> int:
+        return 1 if self.method == "single" else self.workers
+
+    @property
+    def layout_kind(self) -> LayoutKind:
+        if self.method == "hogwild":
+            return LayoutKind(self.layout)
+        return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
+
+
+def check_model(model: Model) -> None:
+    """Refuse models whose memory cannot hold Hogwild views, with the reason."""
+    info = model.info
+    if info.is_recurrent or info.is_hybrid:
+        raise EngineError(f"{info.architecture}: recurrent or hybrid memory cannot share a KV cache between workers")
+    if info.rope_type in UNSUPPORTED_ROPE:
+        raise EngineError(f"{info.architecture}: {UNSUPPORTED_ROPE[info.rope_type]} is not supported (needs plain RoPE)")
+    if info.n_swa > 0:
+        raise EngineError(f"{info.architecture}: sliding-window attention is not supported yet")
+
+
+@dataclass
+class Worker:
+    """One worker's state between passes."""
+
+    index: int
+    sampler: Sampler
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    pending: list[int] = field(default_factory=list)  # tokens to write in the next pass
+    forced: bool = True  # pending is forced text (its logits are only needed for the last token)
+    step: int = 1
+    step_text: str = ""
+    ending: bool = False  # the pending token ends the step
+    done: bool = False
+    generated: int = 0
+
+    @property
+    def name(self) -> str:
+        return WORKER_NAMES[self.index]
+
+
+class Generation:
+    """One run on one problem. Iterate :meth:`events`; :meth:`stop`, :meth:`pause` and :meth:`add_note`
+    may be called from another thread (they take effect between passes)."""
+
+    def __init__(self, model: Model, problem: str, config: RunConfig) -> None:
+        if config.method not in METHODS:
+            raise EngineError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+        check_model(model)
+        self.model, self.problem, self.config = model, problem, config
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._notes: list[str] = []
+        self._lock = threading.Lock()
+        self.layout: Layout | None = None
+        self.ctx: Context | None = None
+
+    # control (thread-safe) ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop after the current pass; the finisher still runs."""
+        self._stop.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        """Hold before the next pass."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue after pause()."""
+        self._running.set()
+
+    def add_note(self, text: str) -> None:
+        """A note from the user, entered into the shared history (as a step of "User") before the next pass."""
+        with self._lock:
+            self._notes.append(text)
+
+    # the run -----------------------------------------------------------------------------------------
+
+    def events(self) -> Iterator[Event]:
+        """Run to the end, yielding events as they happen."""
+        cfg, model = self.config, self.model
+        n = cfg.n_workers
+        t0 = time.perf_counter()
+
+        prompt_text = model.apply_chat_template([("user", prompts.user_message(self.problem, n))])
+        if cfg.think:
+            prompt_text += "<think>\n"
+        prompt = model.tokenize(prompt_text, add_special=True)
+        headers = [model.tokenize(t) for t in (prompts.OTHERS_HEADER, prompts.MARKER, prompts.OWN_HEADER)]
+        finisher_prompt = model.tokenize(prompts.FINISHER)
+        finisher_room = len(finisher_prompt) + cfg.finisher_tokens
+        if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
+            raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
+
+        self.layout = layout = Layout(cfg.layout_kind, n, capacity=cfg.n_ctx,
+                                      header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
+        self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
+                                       cache_type=cfg.cache_type, n_threads=cfg.threads)
+        finisher_seq = n
+        try:
+            ctx.hogwild_enable(layout.n_blocks)
+        except BackendError as err:
+            raise EngineError(f"{model.info.architecture}: {err}") from None
+        for blk, p0, p1 in layout.block_ranges():
+            ctx.hogwild_set_block(blk, p0, p1)
+
+        yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt))
+
+        # prefill: the prompt once for everyone, then the shared header texts
+        everyone = tuple(range(n))
+        self._write(ctx, prompt, layout.append_prompt(len(prompt)), everyone)
+        for block, text in zip([layout.others_header, *layout.markers, layout.own_header],
+                               [headers[0], *[headers[1]] * n, headers[2]]):
+            if layout.viewers(block):
+                layout.mark_filled(block)
+                self._sync_views()
+                self._write(ctx, text, layout.fill_header(block), layout.viewers(block))
+        tokens_written = ctx.cells_used()
+
+        workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
+        for w in workers:
+            yield from self._open_step(w, 0, opener=True)
+
+        reason, answer, passes, generated_since_check = "budget", None, 0, 0
+        t_decode = 0.0
+        while passes < cfg.budget:
+            self._running.wait()
+            if self._stop.is_set():
+                reason = "stopped"
+                break
+            yield from self._apply_notes(ctx, passes)
+            active = [w for w in workers if not w.done]
+            if not active:
+                reason = "eos"
+                break
+
+            # one pass: every active worker's pending tokens, at the end of its own step block
+            batch, last_index = [], {}
+            try:
+                for w in active:
+                    viewers = layout.viewers(layout.steps[w.index])
+                    for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
+                        want = i == len(w.pending) - 1 and not w.ending
+                        batch.append(Token(tok, pos, viewers, want))
+                    last_index[w.index] = len(batch) - 1
+            except LayoutFull:
+                reason = "context_full"
+                break
+            if ctx.cells_used() + len(batch) + finisher_room > ctx.cells_total():
+                reason = "context_full"
+                break
+            self._sync_views()
+            t = time.perf_counter()
+            ctx.decode(batch)
+            t_decode += time.perf_counter() - t
+            passes += 1
+            tokens_written += len(batch)
+
+            for w in active:
+                if w.ending:  # the step-ending token is in the cache now: move the step into the history
+                    step_text = w.step_text
+                    self._finish_step(w)
+                    yield StepEvent(w.name, w.step - 1, step_text, passes)
+                    boxed = prompts.extract_boxed(step_text)
+                    if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
+                        answer, reason = boxed, "answer"
+                    self_check = cfg.self_check_every and generated_since_check >= cfg.self_check_every
+                    if self_check:
+                        generated_since_check = 0
+                    yield from self._open_step(w, passes, self_check=bool(self_check))
+                    continue
+                tok = w.sampler.sample(ctx, last_index[w.index])
+                if model.is_eog(tok):
+                    w.done = True
+                    w.pending = []
+                    boxed = prompts.extract_boxed(w.step_text)
+                    if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
+                        answer, reason = boxed, "answer"
+                    continue
+                text = w.decoder.decode(model.token_bytes(tok))
+                w.ending = prompts.ends_step(w.step_text, text)
+                w.step_text += text
+                w.pending, w.forced = [tok], False
+                w.generated += 1
+                generated_since_check += 1
+                yield TokenEvent(w.name, text, passes)
+
+            elapsed = time.perf_counter() - t0
+            generated = sum(w.generated for w in workers)
+            yield StatsEvent(
+                pass_=passes, budget=cfg.budget,
+                tokens_per_s=generated / t_decode if t_decode else 0.0,
+                worker_tokens_per_s={w.name: (w.generated / t_decode if t_decode else 0.0) for w in workers},
+                cells_used=ctx.cells_used(), cells_total=ctx.cells_total(),
+                tokens_written=tokens_written, elapsed_s=elapsed,
+            )
+            if answer is not None:
+                break
+
+        votes: dict[str, int] = {}
+        finisher_text = ""
+        if answer is None:
+            if cfg.method == "self-consistency":
+                answers = [self._finish(ctx, finisher_prompt, [w.index])[0] for w in workers]
+                votes = dict(Counter(a for a in answers if a is not None))
+                answer = max(votes, key=votes.get) if votes else None
+            else:
+                answer, finisher_text = self._finish(ctx, finisher_prompt, [w.index for w in workers])
+        yield AnswerEvent(
+            answer=answer, reason=reason, finisher_text=finisher_text, passes=passes,
+            tokens_generated=sum(w.generated for w in workers), elapsed_s=time.perf_counter() - t0, votes=votes,
+        )
+
+    # pieces of the loop --------------------------------------------------------------------------------
+
+    def _sync_views(self) -> None:
+        for w in range(self.layout.n_workers):
+            self.ctx.hogwild_set_deltas(w, self.layout.deltas(w))
+
+    def _write(self, ctx: Context, tokens: list[int], positions: range, seq_ids: tuple[int, ...]) -> None:
+        """Decode forced text in chunks of the batch size (prefill)."""
+        items = [Token(t, p, seq_ids) for t, p in zip(tokens, positions)]
+        for i in range(0, len(items), ctx.n_batch):
+            ctx.decode(items[i:i + ctx.n_batch])
+
+    def _open_step(self, w: Worker, pass_: int, *, opener: bool = False, self_check: bool = False) -> Iterator[Event]:
+        """Queue the forced header of the worker's next step (and the opener or self-check question)."""
+        text = prompts.step_header(w.index, w.step)
+        if opener and self.layout.n_workers > 1:
+            text += prompts.opener(w.index, self.layout.n_workers)
+        if self_check:
+            text += prompts.SELF_CHECK
+        if w.step > 1 or self.layout.n_workers > 1:
+            w.pending, w.forced = self.model.tokenize(text), True
+            w.step_text = text
+            for tok in w.pending:
+                w.sampler.accept(tok)
+            w.decoder.reset()
+            yield TokenEvent(w.name, text, pass_, forced=True)
+        else:
+            # a single worker's first step starts without a header: the prompt is the whole context
+            w.pending, w.forced, w.step_text = self.model.tokenize(text), True, text
+            yield TokenEvent(w.name, text, pass_, forced=True)
+        w.ending = False
+
+    def _finish_step(self, w: Worker) -> None:
+        """Move the finished step to the end of the history (one K-shift), shared with everyone."""
+        move = self.layout.finish_step(w.index)
+        if move:
+            if self.layout.kind is LayoutKind.STEPWISE:
+                for other in range(self.layout.n_workers):
+                    if other != w.index:
+                        self.ctx.seq_cp(w.index, other, move.p0, move.p1)
+            self.ctx.seq_add(w.index, move.p0, move.p1, move.shift)
+        w.step += 1
+
+    def _apply_notes(self, ctx: Context, pass_: int) -> Iterator[Event]:
+        with self._lock:
+            notes, self._notes = self._notes, []
+        for note in notes:
+            text = f"**User:** {note.strip()}\n\n"
+            tokens = self.model.tokenize(text)
+            positions = self.layout.append_note(len(tokens))
+            self._sync_views()
+            self._write(ctx, tokens, positions, tuple(range(self.layout.n_workers)))
+            yield StepEvent("User", 0, text, pass_)
+
+    def _finish(self, ctx: Context, finisher_prompt: list[int], workers: list[int]) -> tuple[str | None, str]:
+        """Greedy final answer from a sequence that sees the history and the given workers' current steps."""
+        layout, seq = self.layout, self.layout.n_workers
+        old = layout.reset_finisher()
+        if len(old):
+            ctx.seq_rm(seq, old.start, old.stop)
+        ctx.seq_rm(seq, 0, layout.common.end)
+        ctx.seq_cp(0, seq, 0, layout.common.end)
+        for w in range(layout.n_workers):
+            step = layout.steps[w]
+            ctx.seq_rm(seq, step.start, step.start + step.capacity)
+            if w in workers and step.length:
+                ctx.seq_cp(w, seq, step.start, step.end)
+        ctx.hogwild_set_deltas(seq, layout.finisher_deltas(workers))
+        positions = layout.append_finisher(len(finisher_prompt))
+        ctx.decode([Token(t, p, (seq,), i == len(finisher_prompt) - 1) for i, (t, p) in enumerate(zip(finisher_prompt, positions))])
+        greedy = Sampler(self.model, SamplingParams(temperature=0))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text = ""
+        try:
+            for _ in range(self.config.finisher_tokens):
+                tok = greedy.sample(ctx, ctx.last_batch_size - 1)
+                if self.model.is_eog(tok):
+                    break
+                text += decoder.decode(self.model.token_bytes(tok))
+                if prompts.extract_boxed("\\boxed{" + text) is not None:
+                    break
+                pos = layout.append_finisher(1)[0]
+                ctx.hogwild_set_deltas(seq, layout.finisher_deltas(workers))
+                ctx.decode([Token(tok, pos, (seq,), True)])
+        except LayoutFull:
+            pass
+        finally:
+            greedy.close()
+        return prompts.extract_boxed("\\boxed{" + text + ("}" if "}" not in text else "")), text
+
+
+def _config_dict(cfg: RunConfig) -> dict:
+    data = asdict(cfg)
+    data["sampling"] = asdict(cfg.sampling)
+    return data
+
+
+def _model_dict(model: Model) -> dict:
+    info = model.info
+    return {"path": str(model.path), "architecture": info.architecture, "n_params": info.n_params,
+            "size_bytes": info.size_bytes, "n_ctx_train": info.n_ctx_train}

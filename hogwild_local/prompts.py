@@ -1,0 +1,129 @@
+"""The project's prompt text, the step-boundary rule, and answer extraction.
+
+All text here is our own. Facts that carry over from the paper: workers are named, write at the same
+time into one shared workspace, see each other's unfinished steps under section headers, each step opens
+with a forced "**Name [k]:** " header, the first worker breaks ties, and a periodic forced question asks
+a worker whether it is duplicating someone else's work.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .layout import WORKER_NAMES
+
+# section headers shown inside every worker's view (shared cells, written once)
+OTHERS_HEADER = "\n\n### Shared workspace: the others are writing these steps right now\n"
+MARKER = " <...>\n"
+OWN_HEADER = "\n\n### Your own step (continue it)\n"
+
+SELF_CHECK = "Quick check: is someone else already doing what I am about to do? (yes/no): "
+
+FINISHER = "\n\nTime is up. Putting together what we found, the final answer is \\boxed{"
+
+
+def rules(n_workers: int) -> str:
+    """The collaboration rules for ``n_workers`` workers (one worker gets plain step-by-step instructions)."""
+    if n_workers == 1:
+        return (
+            "Solve the problem below. Think step by step, separating steps with a blank line, "
+            "and give the final answer as \\boxed{answer}."
+        )
+    names = list(WORKER_NAMES[:n_workers])
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return (
+        f"You are {listed}: {n_workers} assistants solving one problem together, at the same time, "
+        "in one shared workspace.\n"
+        "- Everyone writes in short steps separated by a blank line; each step starts with its author's "
+        "name, like **Bob [2]:**.\n"
+        "- Finished steps of everyone appear in order above. The steps the others are writing at this very "
+        "moment appear under the workspace header, cut off with <...>; they keep changing.\n"
+        "- Read the others' work before you write. Do not repeat what someone else is already doing: "
+        "if you notice duplicated work, switch to a part nobody has covered, or check someone's result.\n"
+        f"- Split the work early. If two of you disagree on who does what, {names[0]} decides.\n"
+        "- When the team has the answer, write it once as \\boxed{answer}."
+    )
+
+
+def user_message(problem: str, n_workers: int) -> str:
+    """The single user turn: rules, then the problem."""
+    return f"{rules(n_workers)}\n\nProblem:\n{problem.strip()}"
+
+
+def step_header(worker: int, step: int) -> str:
+    """The forced opening of a worker's step, e.g. "**Alice [1]:** "."""
+    return f"**{WORKER_NAMES[worker]} [{step}]:** "
+
+
+def opener(worker: int, n_workers: int) -> str:
+    """The forced text of a worker's first step, after its header."""
+    if n_workers == 1:
+        return ""
+    if worker == 0:
+        return "Let me propose how we split this:"
+    return "Hi, I'm here."
+
+
+# --------------------------------------------------------------------------------------------------
+# step boundaries
+
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…", "؟", "।", "܂")
+CLOSERS = ")]}*_\"'`»”’"
+
+
+def in_open_block(text: str) -> bool:
+    """True if ``text`` ends inside an unclosed ``` code fence or $$ math block."""
+    return text.count("```") % 2 == 1 or text.count("$$") % 2 == 1
+
+
+def ends_step(step_text: str, token_text: str) -> bool:
+    """Does the token just sampled end the worker's step?
+
+    Rule: the token completes a blank line ("\\n\\n"; some tokenizers write it as two "\\n" tokens), the step text before that blank line ends a
+    sentence (closing brackets, quotes or emphasis after the full stop are allowed), and we are not inside
+    an open code fence or $$ block.
+    """
+    text = step_text + token_text
+    if "\n\n" not in text[max(0, len(step_text) - 1):]:  # the blank line must be completed by this token
+        return False
+    before = text.rsplit("\n\n", 1)[0].rstrip()
+    if not before or in_open_block(before):
+        return False
+    return before.rstrip(CLOSERS).endswith(SENTENCE_ENDS)
+
+
+# --------------------------------------------------------------------------------------------------
+# answers
+
+_BOXED = re.compile(r"\\boxed\{")
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last complete \\boxed{...} in ``text`` (nested braces allowed), or None."""
+    answer = None
+    for match in _BOXED.finditer(text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    content = text[start:i].strip()
+                    if content:
+                        answer = content
+                    break
+    return answer
+
+
+def normalize_number(answer: str | None) -> str | None:
+    """A canonical form for comparing numeric answers ("$1,000.00" -> "1000"); other text stripped."""
+    if answer is None:
+        return None
+    text = answer.replace(",", "").replace("$", "").replace("\\%", "").replace("%", "").strip()
+    text = re.sub(r"\\text\{[^}]*\}", "", text).strip()
+    match = re.search(r"-?\d+(?:\.\d+)?", text)
+    if not match:
+        return text
+    value = float(match.group())
+    return str(int(value)) if value == int(value) else str(value)
