@@ -112,9 +112,12 @@ class Generation:
         self._running = threading.Event()
         self._running.set()
         self._notes: list[str] = []
+        self._deltas: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         self.layout: Layout | None = None
         self.ctx: Context | None = None
+        # when a list, every cache operation is appended to it (tests replay it against a reference)
+        self.trace: list[tuple] | None = None
 
     # control (thread-safe) ---------------------------------------------------------------------------
 
@@ -213,7 +216,7 @@ class Generation:
                 break
             self._sync_views()
             t = time.perf_counter()
-            ctx.decode(batch)
+            self._decode(batch)
             t_decode += time.perf_counter() - t
             passes += 1
             tokens_written += len(batch)
@@ -277,13 +280,30 @@ class Generation:
 
     def _sync_views(self) -> None:
         for w in range(self.layout.n_workers):
-            self.ctx.hogwild_set_deltas(w, self.layout.deltas(w))
+            self._set_deltas(w, self.layout.deltas(w))
 
     def _write(self, ctx: Context, tokens: list[int], positions: range, seq_ids: tuple[int, ...]) -> None:
         """Decode forced text in chunks of the batch size (prefill)."""
         items = [Token(t, p, seq_ids) for t, p in zip(tokens, positions)]
         for i in range(0, len(items), ctx.n_batch):
-            ctx.decode(items[i:i + ctx.n_batch])
+            self._decode(items[i:i + ctx.n_batch])
+
+    def _decode(self, batch: list[Token]) -> None:
+        self.ctx.decode(batch)
+        if self.trace is not None:
+            deltas = {s: list(d) for s, d in self._deltas.items()}
+            logits = {i: self.ctx.logits(i) for i, t in enumerate(batch) if t.logits}
+            self.trace.append(("decode", list(batch), deltas, logits))
+
+    def _memory(self, op: str, *args: int) -> None:
+        """seq_cp / seq_add / seq_rm on the cache (recorded in the trace)."""
+        getattr(self.ctx, op)(*args)
+        if self.trace is not None:
+            self.trace.append((op, *args))
+
+    def _set_deltas(self, seq: int, deltas: list[int]) -> None:
+        self.ctx.hogwild_set_deltas(seq, deltas)
+        self._deltas[seq] = deltas
 
     def _open_step(self, w: Worker, pass_: int, *, opener: bool = False, self_check: bool = False) -> Iterator[Event]:
         """Queue the forced header of the worker's next step (and the opener or self-check question)."""
@@ -312,8 +332,8 @@ class Generation:
             if self.layout.kind is LayoutKind.STEPWISE:
                 for other in range(self.layout.n_workers):
                     if other != w.index:
-                        self.ctx.seq_cp(w.index, other, move.p0, move.p1)
-            self.ctx.seq_add(w.index, move.p0, move.p1, move.shift)
+                        self._memory("seq_cp", w.index, other, move.p0, move.p1)
+            self._memory("seq_add", w.index, move.p0, move.p1, move.shift)
         w.step += 1
 
     def _apply_notes(self, ctx: Context, pass_: int) -> Iterator[Event]:
@@ -332,17 +352,18 @@ class Generation:
         layout, seq = self.layout, self.layout.n_workers
         old = layout.reset_finisher()
         if len(old):
-            ctx.seq_rm(seq, old.start, old.stop)
-        ctx.seq_rm(seq, 0, layout.common.end)
-        ctx.seq_cp(0, seq, 0, layout.common.end)
+            self._memory("seq_rm", seq, old.start, old.stop)
+        self._memory("seq_rm", seq, 0, layout.common.end)
+        self._memory("seq_cp", 0, seq, 0, layout.common.end)
         for w in range(layout.n_workers):
             step = layout.steps[w]
-            ctx.seq_rm(seq, step.start, step.start + step.capacity)
+            self._memory("seq_rm", seq, step.start, step.start + step.capacity)
             if w in workers and step.length:
-                ctx.seq_cp(w, seq, step.start, step.end)
-        ctx.hogwild_set_deltas(seq, layout.finisher_deltas(workers))
+                self._memory("seq_cp", w, seq, step.start, step.end)
+        self._set_deltas(seq, layout.finisher_deltas(workers))
         positions = layout.append_finisher(len(finisher_prompt))
-        ctx.decode([Token(t, p, (seq,), i == len(finisher_prompt) - 1) for i, (t, p) in enumerate(zip(finisher_prompt, positions))])
+        self._decode([Token(t, p, (seq,), i == len(finisher_prompt) - 1)
+                      for i, (t, p) in enumerate(zip(finisher_prompt, positions))])
         greedy = Sampler(self.model, SamplingParams(temperature=0))
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text = ""
@@ -355,8 +376,8 @@ class Generation:
                 if prompts.extract_boxed("\\boxed{" + text) is not None:
                     break
                 pos = layout.append_finisher(1)[0]
-                ctx.hogwild_set_deltas(seq, layout.finisher_deltas(workers))
-                ctx.decode([Token(tok, pos, (seq,), True)])
+                self._set_deltas(seq, layout.finisher_deltas(workers))
+                self._decode([Token(tok, pos, (seq,), True)])
         except LayoutFull:
             pass
         finally:

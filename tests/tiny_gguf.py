@@ -117,12 +117,18 @@ def write_tiny_model(
     n_ff: int = 128,
     rope_theta: float = 10000.0,
     n_ctx_train: int = 65536,
+    tokenizer_from: str | Path | None = None,
 ) -> TinyModel:
     """Write a random f32 GGUF model of architecture ``arch`` ("llama" or "qwen2") to ``path``.
 
     The model uses GQA (``n_head_kv`` may be smaller than ``n_head``), a separate
-    (untied) output matrix, and no vocabulary.  Returns the written weights.
+    (untied) output matrix, and no vocabulary, unless ``tokenizer_from`` names a GGUF whose tokenizer
+    (vocabulary, merges, special tokens, chat template) is copied; n_vocab then follows that tokenizer.
+    Returns the written weights.
     """
+    tokenizer = _read_tokenizer(tokenizer_from) if tokenizer_from else None
+    if tokenizer:
+        n_vocab = len(tokenizer["tokenizer.ggml.tokens"][0])
     if arch not in ("llama", "qwen2"):
         raise ValueError(f"unsupported arch {arch!r}")
     if n_embd % n_head or n_head % n_head_kv:
@@ -146,7 +152,11 @@ def write_tiny_model(
     # With no tokenizer, llama.cpp takes the vocabulary size from
     # "<arch>.vocab_size"; without it n_vocab would be 0 and loading fails.
     writer.add_vocab_size(n_vocab)
-    writer.add_tokenizer_model("no_vocab")
+    if tokenizer:
+        for key, (value, vtype, sub_type) in tokenizer.items():
+            writer.add_key_value(key, value, vtype, sub_type)
+    else:
+        writer.add_tokenizer_model("no_vocab")
     for name, array in tensors.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
@@ -167,3 +177,16 @@ def write_tiny_model(
         rms_eps=RMS_EPS,
         tensors=tensors,
     )
+
+
+def _read_tokenizer(path: str | Path) -> dict[str, tuple[object, gguf.GGUFValueType, gguf.GGUFValueType | None]]:
+    """The tokenizer.* key/values of a GGUF file, ready for GGUFWriter.add_key_value."""
+    reader = gguf.GGUFReader(str(path))
+    out = {}
+    for key, fld in reader.fields.items():
+        if not key.startswith("tokenizer."):
+            continue
+        vtype = fld.types[0]
+        sub_type = fld.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
+        out[key] = (fld.contents(), vtype, sub_type)
+    return out

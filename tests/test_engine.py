@@ -1,0 +1,145 @@
+"""The generation engine against the numpy reference, and end to end on SmolLM2-135M."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hogwild_local import prompts
+from hogwild_local.backend import Model, SamplingParams
+from hogwild_local.engine import EngineError, Generation, RunConfig
+from hogwild_local.models import resolve_model
+from reference import ReferenceModel, RefToken
+from tiny_gguf import write_tiny_model
+
+PROBLEM = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?"
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> Model:
+    model = Model(resolve_model("smollm2-135m", progress=False))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_with_vocab(tmp_path_factory, smollm2):
+    """A tiny random llama model that speaks SmolLM2's tokenizer and chat template."""
+    spec = write_tiny_model(tmp_path_factory.mktemp("m") / "tiny-vocab.gguf", "llama", n_embd=32, n_head=4,
+                            n_head_kv=2, n_ff=64, seed=3, tokenizer_from=smollm2.path)
+    model = Model(spec.path)
+    yield spec, model
+    model.close()
+
+
+def replay(spec, trace: list[tuple], block_ranges: list[tuple[int, int, int]]) -> float:
+    """Replay the engine's cache operations on the reference; return the worst logit error."""
+    ref = ReferenceModel(spec)
+    cache = ref.new_cache()
+    cells: dict[int, tuple[int, set[int]]] = {}  # cell -> (canonical position, sequences)
+
+    def block_of(pos: int) -> int:
+        return next((b for b, p0, p1 in block_ranges if p0 <= pos < p1), 0)
+
+    worst = 0.0
+    for op, *args in trace:
+        if op == "decode":
+            tokens, deltas, logits = args
+            start = len(cells)
+            for i, t in enumerate(tokens):
+                cells[start + i] = (t.pos, set(t.seq_ids))
+            ref_tokens = []
+            for i, t in enumerate(tokens):
+                s = t.seq_ids[0]
+                row = deltas.get(s)  # no offsets sent yet: all zero
+                view = lambda p: p + (row[block_of(p)] if row else 0)  # noqa: E731
+                own = view(t.pos)
+                visible = {c: view(p) for c, (p, seqs) in cells.items() if s in seqs and view(p) <= own}
+                ref_tokens.append(RefToken(t.token, start + i, own, visible))
+            expected = ref.forward(cache, ref_tokens)
+            for i, got in logits.items():
+                worst = max(worst, float(np.abs(got - expected[i]).max()))
+        elif op == "seq_add":
+            seq, p0, p1, shift = args
+            for c, (p, seqs) in cells.items():
+                if seq in seqs and p0 <= p < p1:
+                    cells[c] = (p + shift, seqs)
+        elif op == "seq_cp":
+            src, dst, p0, p1 = args
+            for c, (p, seqs) in cells.items():
+                if src in seqs and p0 <= p < p1:
+                    seqs.add(dst)
+        elif op == "seq_rm":
+            seq, p0, p1 = args
+            for c, (p, seqs) in cells.items():
+                if p0 <= p < p1:
+                    seqs.discard(seq)
+    return worst
+
+
+@pytest.mark.parametrize("layout", ["combined", "stepwise"])
+def test_engine_logits_match_reference(tiny_with_vocab, monkeypatch, layout):
+    """Every worker's logits on every pass, through step completions, a user note and the finisher."""
+    spec, model = tiny_with_vocab
+    # random weights rarely write a blank line after a full stop: end every step once it is long enough
+    def long_enough(step_text: str, token_text: str) -> bool:
+        return len(step_text) > 70
+
+    monkeypatch.setattr(prompts, "ends_step", long_enough)
+    cfg = RunConfig(workers=3, layout=layout, budget=24, n_ctx=1024, cache_type="f32", threads=2,
+                    sampling=SamplingParams(temperature=1.0, seed=5), stop_on_answer=False)
+    gen = Generation(model, "What is 2 + 3?", cfg)
+    gen.trace = []
+    gen.add_note("Remember to check the units.")
+    events = list(gen.events())
+    steps = [e for e in events if e.type == "step"]
+    assert {e.worker for e in steps} >= {"Alice", "Bob", "Carol", "User"}
+    assert any(op == "seq_add" for op, *_ in gen.trace)
+    worst = replay(spec, gen.trace, gen.layout.block_ranges())
+    assert worst <= 1e-4, worst
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_smollm2_end_to_end(smollm2, workers):
+    cfg = RunConfig(workers=workers, budget=64, n_ctx=4096, threads=2, sampling=SamplingParams(seed=1),
+                    stop_on_answer=False)
+    gen = Generation(smollm2, PROBLEM, cfg)
+    text: dict[str, str] = {}
+    stats, steps, answer, sampled = [], [], None, 0
+    for event in gen.events():
+        if event.type == "token" and not event.forced:
+            text[event.worker] = text.get(event.worker, "") + event.text
+            sampled += 1
+        elif event.type == "stats":
+            stats.append(event)
+        elif event.type == "step":
+            steps.append(event)
+        elif event.type == "answer":
+            answer = event
+    names = ["Alice", "Bob", "Carol", "Dave"][:workers]
+    assert all(len(text.get(name, "").strip()) > 20 for name in names), text
+    assert len({s.worker for s in steps}) > 1, "the history should hold steps of more than one worker"
+    assert len(stats) == 64 and answer.passes == 64
+    # one shared copy of every token: the cache holds exactly what was written
+    assert all(s.cells_used == s.tokens_written for s in stats)
+    assert gen.ctx.cells_used() == gen.layout.live_cells()
+    assert answer.reason == "budget" and answer.tokens_generated == sampled
+
+
+def test_prompt_longer_than_context(smollm2):
+    gen = Generation(smollm2, "word " * 400, RunConfig(workers=2, n_ctx=256, threads=2))
+    with pytest.raises(EngineError, match=r"the prompt \(\d+ tokens\) does not fit the context \(256\)"):
+        list(gen.events())
+
+
+def test_single_worker_and_self_consistency_run(smollm2):
+    for method in ("single", "independent", "self-consistency"):
+        cfg = RunConfig(method=method, workers=2, budget=16, n_ctx=2048, threads=2, finisher_tokens=8)
+        events = list(Generation(smollm2, PROBLEM, cfg).events())
+        answer = events[-1]
+        assert answer.type == "answer" and answer.passes == 16
+        if method == "self-consistency":
+            assert sum(answer.votes.values()) <= 2
