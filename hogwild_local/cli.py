@@ -1,0 +1,306 @@
+"""The `hogwild` command line: run, tui, models, doctor, build-backend, bench, eval, transcript.
+
+Every command consumes engine events only. Errors are one line plus a hint (exit 1), usage errors exit
+2, Ctrl-C stops generation, still prints the final answer, and exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .layout import WORKER_NAMES
+
+COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
+
+SAMPLE_PROBLEM = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?"
+)
+
+
+def generation_options(func):
+    """The options shared by `run`, `tui` and `eval`: model, workers, method, sampling, runtime."""
+    options = [
+        click.option("--model", "-m", "model_spec", default=None,
+                     help="Manifest name (see `hogwild models list`), a .gguf path, or hf:OWNER/REPO/FILE. "
+                          "Default: qwen2.5-coder-1.5b-instruct."),
+        click.option("--workers", "-w", type=click.IntRange(1, len(WORKER_NAMES)), default=2, show_default=True,
+                     help="How many workers share the cache."),
+        click.option("--method", type=click.Choice(["hogwild", "single", "independent", "self-consistency"]),
+                     default="hogwild", show_default=True, help="Hogwild! or a baseline with the same budget."),
+        click.option("--layout", type=click.Choice(["combined", "contiguous", "stepwise"]), default="combined",
+                     show_default=True, help="How workers see each other (hogwild method)."),
+        click.option("--budget", "-b", type=click.IntRange(1), default=512, show_default=True,
+                     help="Forward passes (each writes one token per worker)."),
+        click.option("--temperature", "-t", type=float, default=0.6, show_default=True, help="0 = greedy."),
+        click.option("--top-k", type=int, default=40, show_default=True),
+        click.option("--top-p", type=float, default=0.95, show_default=True),
+        click.option("--min-p", type=float, default=0.05, show_default=True),
+        click.option("--repeat-penalty", type=float, default=1.0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
+                     help="Greedy tokens for the final answer when the budget runs out."),
+        click.option("--think", is_flag=True, help="Open a thinking block (reasoning models)."),
+        click.option("--ctx", "n_ctx", type=click.IntRange(256), default=8192, show_default=True,
+                     help="KV cache cells (all workers together)."),
+        click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16", show_default=True,
+                     help="KV cache type (V must not be quantized)."),
+        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores)."),
+        click.option("--gpu-layers", "-ngl", type=int, default=0, show_default=True,
+                     help="Layers to offload to the GPU (-1 = all)."),
+        click.option("--main-gpu", type=int, default=0, show_default=True),
+        click.option("--tensor-split", default=None, help="Split over several GPUs, e.g. 3,1."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_config(opts: dict):
+    """RunConfig from the shared options."""
+    from .backend import SamplingParams
+    from .engine import RunConfig
+
+    sampling = SamplingParams(temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+                              min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"], seed=opts["seed"])
+    return RunConfig(method=opts["method"], workers=opts["workers"], layout=opts["layout"], budget=opts["budget"],
+                     sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
+                     n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
+
+
+def load_model(opts: dict):
+    """Resolve and load the model named by the options, with one-line errors."""
+    from .backend import BackendError, Model
+    from .models import ModelError, resolve_model
+
+    split = None
+    if opts.get("tensor_split"):
+        try:
+            split = [float(x) for x in opts["tensor_split"].split(",")]
+        except ValueError:
+            raise click.UsageError("--tensor-split takes numbers separated by commas, e.g. 3,1") from None
+    try:
+        path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
+        return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
+    except (ModelError, BackendError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+class Printer:
+    """Streams worker text to the terminal a line at a time, each line labelled with its worker in colour."""
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+        self.buffers: dict[str, str] = {}
+
+    def label(self, name: str) -> str:
+        index = WORKER_NAMES.index(name) if name in WORKER_NAMES else len(COLOURS) - 1
+        text = f"{name:>6} | "
+        return click.style(text, fg=COLOURS[index % len(COLOURS)], bold=True) if self.colour else text
+
+    def token(self, worker: str, text: str) -> None:
+        buffer = self.buffers.get(worker, "") + text
+        *lines, rest = buffer.split("\n")
+        for line in lines:
+            if line.strip():
+                click.echo(self.label(worker) + line)
+        self.buffers[worker] = rest
+
+    def flush(self, worker: str | None = None) -> None:
+        for name in [worker] if worker else list(self.buffers):
+            if self.buffers.get(name, "").strip():
+                click.echo(self.label(name) + self.buffers[name])
+            self.buffers[name] = ""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hogwild-local")
+def main() -> None:
+    """Hogwild! Inference on local GGUF models: several workers write at once over ONE shared KV cache,
+    each seeing the others' tokens as they are written.
+
+    \b
+    First steps:
+      hogwild build-backend             # build llama.cpp with the Hogwild patch (once)
+      hogwild run "What is 17 * 23?"    # 2 workers on the default model
+      hogwild tui                       # watch the workers live
+      hogwild doctor                    # check the set-up
+    """
+
+
+@main.command()
+@click.argument("problem", required=False)
+@generation_options
+@click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append every event to this JSONL file as the run goes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (token, step, stats, answer).")
+@click.option("--no-color", is_flag=True, help="Plain text output.")
+def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: bool, **opts) -> None:
+    """Solve PROBLEM with several workers sharing one cache ('-' reads it from stdin).
+
+    \b
+    Examples:
+      hogwild run "A train leaves at 3pm at 60 km/h ..." -w 2
+      hogwild run - < problem.txt --budget 256 --transcript run.jsonl
+      hogwild run "2+2?" -m smollm2-135m --json | jq -c 'select(.type=="answer")'
+      hogwild run "..." --method single         # the one-worker baseline
+      hogwild run "..." -ngl -1 --ctx 16384       # all layers on the GPU
+    """
+    from .backend import BackendError
+    from .engine import EngineError, Generation
+    from .events import to_dict
+    from .transcript import TranscriptWriter
+
+    if problem == "-":
+        problem = sys.stdin.read()
+    if not problem or not problem.strip():
+        raise click.UsageError("give a PROBLEM (or '-' to read it from stdin)")
+    config = make_config(opts)
+    model = load_model(opts)
+    writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
+    printer = Printer(colour=not no_color and sys.stdout.isatty())
+    interrupted, speed = False, 0.0
+    try:
+        gen = Generation(model, problem, config)
+        events = gen.events()
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                gen.stop()  # the finisher still runs
+                click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
+                continue
+            if writer:
+                writer.write(event)
+            if as_json:
+                click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+                continue
+            if event.type == "token":
+                printer.token(event.worker, event.text)
+            elif event.type == "step":
+                printer.flush(event.worker)
+            elif event.type == "stats":
+                speed = event.tokens_per_s
+            elif event.type == "answer":
+                printer.flush()
+                why = {"answer": "a worker wrote an answer", "budget": "budget used",
+                       "eos": "every worker stopped", "context_full": "the context is full (use a larger --ctx)",
+                       "stopped": "stopped by you"}[event.reason]
+                click.echo(f"\n\nFinal answer: {click.style(str(event.answer), bold=True) if printer.colour else event.answer}")
+                click.echo(f"({why}; {event.passes} passes, {event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+    except (EngineError, BackendError) as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if writer:
+            writer.close()
+    if interrupted:
+        sys.exit(130)
+
+
+@main.command()
+@click.argument("problem", required=False)
+@generation_options
+@click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the run here (also with the w key).")
+def tui(problem: str | None, transcript: Path | None, **opts) -> None:
+    """Open the live view: one pane per worker, the shared history, stats, and controls.
+
+    \b
+    Keys: s start, p pause, x stop, n new problem, o settings, w save, v view as worker, i inject a hint.
+    Example:  hogwild tui -m smollm2-135m -w 3
+    """
+    from tui.app import run_tui
+
+    sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript))
+
+
+@main.command()
+@click.option("--model", "-m", "model_spec", default=None, help="Also load this model and check it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def doctor(model_spec: str | None, as_json: bool) -> None:
+    """Check the set-up: the patched library, its backend (cpu/cuda/metal), GPU offload, and a model.
+
+    \b
+    Example:  hogwild doctor -m smollm2-135m
+    """
+    from .backend import BackendError, Model, library_info
+    from .build_backend import backend_status
+    from .engine import EngineError, check_model
+    from .models import ModelError, resolve_model
+
+    report = {"library": library_info(), "build": backend_status()}
+    ok = report["library"].get("ok", False)
+    if model_spec and ok:
+        try:
+            with Model(resolve_model(model_spec, progress=False)) as model:
+                check_model(model)
+                report["model"] = {"ok": True, "path": str(model.path), "architecture": model.info.architecture,
+                                   "params": model.info.n_params}
+        except (ModelError, BackendError, EngineError) as err:
+            report["model"] = {"ok": False, "error": str(err)}
+            ok = False
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        lib = report["library"]
+        if lib.get("ok"):
+            click.echo(f"library   ok: llama-cpp-python {lib['version']} with the Hogwild patch")
+            click.echo(f"          {lib['library']}")
+            click.echo(f"GPU       {'offload supported' if lib['gpu_offload'] else 'CPU only'}")
+        else:
+            click.echo(f"library   NOT OK: {lib['error']}")
+        build = report["build"]
+        click.echo(f"backend   {build.get('backend', '?')}  (build key {str(build.get('build_key', '-'))[:16]})")
+        if "model" in report:
+            m = report["model"]
+            click.echo(f"model     {'ok: ' + m['architecture'] + ' ' + m['path'] if m['ok'] else 'NOT OK: ' + m['error']}")
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def transcript() -> None:
+    """Read transcripts written by `hogwild run --transcript`."""
+
+
+@transcript.command("show")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def transcript_show(path: Path) -> None:
+    """Print a transcript as Markdown.  Example:  hogwild transcript show run.jsonl > run.md"""
+    from .transcript import render_markdown
+
+    click.echo(render_markdown(path))
+
+
+def _attach_optional_commands() -> None:
+    """Commands that live in their own modules."""
+    from .build_backend import build_backend_command
+    from .models import models_group
+
+    main.add_command(models_group)
+    main.add_command(build_backend_command)
+    try:
+        from .bench import bench_command
+
+        main.add_command(bench_command)
+    except ImportError:
+        pass
+    try:
+        from .evaluate import eval_command
+
+        main.add_command(eval_command)
+    except ImportError:
+        pass
+
+
+_attach_optional_commands()
