@@ -1,0 +1,670 @@
+"""Build and install llama-cpp-python with the hogwild llama.cpp patches.
+
+`hogwild build-backend` fetches the llama-cpp-python sdist, applies
+``vendor/llama.cpp-patches/*.patch`` to the llama.cpp vendored in it, builds a
+wheel for one ggml backend and installs it.  Wheels are cached under a key made
+of everything that changes the binary, so a second run with nothing changed
+only compares keys.  ``--bundle`` writes a small, already patched source
+tarball for machines without network (the GPU machine), where
+``--sdist BUNDLE`` builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import click
+import platformdirs
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
+BACKENDS = ("cpu", "cuda", "metal", "vulkan")
+HOGWILD_SYMBOL = "llama_memory_hogwild_enable"
+# Written into the llama_cpp package of every wheel we build (packaged by
+# scikit-build-core's `wheel.packages`); `llama_cpp/lib/` itself is
+# git-ignored in the sdist, so a file put there would not reach the wheel.
+BUILD_MARKER = "hogwild_build.json"
+# Written at the root of a --bundle tarball: says the tree is already patched.
+BUNDLE_MARKER = "hogwild_bundle.json"
+LLAMA_CPP_DIR = "vendor/llama.cpp"
+REPO_PATCH_DIR = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp-patches"
+PACKAGED_PATCH_DIR = Path(__file__).resolve().parent / "patches"
+
+# Entries of the sdist root that no build or test uses.
+SDIST_DROP = frozenset(
+    {".git", ".github", ".dockerignore", ".readthedocs.yaml", "Makefile",
+     "docker", "docs", "examples", "mkdocs.yml", "scripts"}
+)
+# Entries of vendor/llama.cpp that the library build needs, plus gguf-py and
+# grammars (small, useful on the GPU machine).  Everything else (models, docs,
+# tools, tests, examples, media, benches, ...) is dropped: upstream keeps adding
+# top-level folders, so this is a list of what to keep.
+LLAMA_CPP_KEEP = frozenset(
+    {"CMakeLists.txt", "CMakePresets.json", "LICENSE", "README.md", "cmake", "common",
+     "ggml", "gguf-py", "grammars", "include", "licenses", "src", "vendor"}
+)
+# ggml backends (ggml/src/ggml-NAME) kept in a bundle: every --backend choice,
+# and blas, which CMake switches on by default on macOS.
+BUNDLE_BACKENDS = frozenset({*BACKENDS, "blas"})
+BUNDLE_LIMIT_BYTES = 64 * 1024 * 1024
+
+_NINJA_STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]")
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
+_PATCH_FAILED = re.compile(r"patch failed: (.+):(\d+)$")
+
+
+def _error(message: str, hint: str) -> click.ClickException:
+    """A user-facing error: one line saying what went wrong, one saying what to do."""
+    return click.ClickException(f"{message}\n  hint: {hint}")
+
+
+def _say(message: str) -> None:
+    """Progress goes to stderr so that stdout stays clean for --print-lib-path."""
+    click.echo(message, err=True)
+
+
+def cache_dir() -> Path:
+    """Folder holding the sdist, built wheels and build logs.
+
+    It is ``backend/`` under $HOGWILD_CACHE_DIR, or under the per-user cache
+    folder of hogwild-local when that variable is unset.
+    """
+    root = os.environ.get("HOGWILD_CACHE_DIR") or platformdirs.user_cache_dir("hogwild-local")
+    return Path(root) / "backend"
+
+
+def patch_dir() -> Path:
+    """Folder with the llama.cpp patches: the repository's, else the packaged copy."""
+    for candidate in (REPO_PATCH_DIR, PACKAGED_PATCH_DIR):
+        if candidate.is_dir():
+            return candidate
+    raise _error(
+        f"No llama.cpp patch folder found (looked for {REPO_PATCH_DIR} and {PACKAGED_PATCH_DIR}).",
+        "run hogwild from a checkout of the hogwild-local repository (pip install -e .).",
+    )
+
+
+def list_patches(directory: Path) -> list[Path]:
+    """The ``*.patch`` files of ``directory`` in the order they are applied (by name)."""
+    return sorted(directory.glob("*.patch"), key=lambda path: path.name)
+
+
+def patches_sha256(patches: Sequence[Path]) -> str:
+    """sha256 over the names and bytes of ``patches``, in order.
+
+    Names are included because they fix the order the patches apply in.
+    """
+    digest = hashlib.sha256()
+    for patch in patches:
+        digest.update(patch.name.encode() + b"\0")
+        digest.update(patch.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
+    """CMAKE_ARGS for a backend.
+
+    The cpu build is portable unless ``native``; the GPU builds keep llama.cpp's
+    default of tuning their CPU code for the build machine.  LLAVA_BUILD=OFF
+    skips tools/mtmd, which hogwild does not use (and the bundle drops).
+    """
+    args = {
+        "cpu": [f"-DGGML_NATIVE={'ON' if native else 'OFF'}"],
+        "cuda": ["-DGGML_CUDA=on", f"-DCMAKE_CUDA_ARCHITECTURES={cuda_arch}"],
+        "metal": ["-DGGML_METAL=on"],
+        "vulkan": ["-DGGML_VULKAN=on"],
+    }[backend]
+    return " ".join(args + ["-DLLAVA_BUILD=OFF"])
+
+
+@dataclass(frozen=True)
+class BuildKey:
+    """Everything that changes the built library; its digest names the cached wheel."""
+
+    llama_cpp_python: str
+    patches_sha256: str
+    backend: str
+    cuda_arch: str | None
+    cmake_args: str
+    platform: str
+
+    @property
+    def digest(self) -> str:
+        """Short stable hash of all fields."""
+        encoded = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        """Fields plus digest, as written into the marker file of the wheel."""
+        return {"key": self.digest, **asdict(self)}
+
+
+def make_build_key(
+    patches: Sequence[Path], backend: str, cuda_arch: str, native: bool = False
+) -> BuildKey:
+    """The key of the wheel these patches and options produce on this platform."""
+    return BuildKey(
+        llama_cpp_python=LLAMA_CPP_PYTHON_VERSION,
+        patches_sha256=patches_sha256(patches),
+        backend=backend,
+        cuda_arch=cuda_arch if backend == "cuda" else None,
+        cmake_args=cmake_args(backend, cuda_arch, native),
+        platform=f"{platform.system()}-{platform.machine()}",
+    )
+
+
+def ensure_sdist(cache: Path) -> Path:
+    """Path of the cached llama-cpp-python sdist, downloaded with pip if missing."""
+    target = cache / "sdist" / SDIST_NAME
+    if target.is_file():
+        return target
+    _say(f"Downloading {SDIST_NAME} ...")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+         f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(target.parent)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0 or not target.is_file():
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise _error(
+            f"Could not download {SDIST_NAME}: {last}",
+            "without network, pass --sdist with the sdist or a bundle made by "
+            "`hogwild build-backend --bundle DIR` on a machine that has network.",
+        )
+    return target
+
+
+def extract_sdist(tarball: Path, dest: Path) -> Path:
+    """Extract ``tarball`` into the empty folder ``dest``; return the source root.
+
+    Git metadata is skipped: it is 40 MB the build does not need, and without
+    it no git repository encloses the tree while patches are applied.
+    """
+    try:
+        with tarfile.open(tarball) as tar:
+            members = [m for m in tar.getmembers() if ".git" not in PurePosixPath(m.name).parts]
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise _error(
+            f"Cannot extract {tarball}: {exc}",
+            "the file is damaged or not a llama-cpp-python sdist; delete it and run again.",
+        ) from None
+    roots = [entry for entry in dest.iterdir() if entry.is_dir()]
+    pkg_info = roots[0] / "PKG-INFO" if len(roots) == 1 else None
+    if pkg_info is None or not pkg_info.is_file():
+        raise _error(f"{tarball} is not a llama-cpp-python sdist (no PKG-INFO at its top).",
+                     f"pass the {SDIST_NAME} from PyPI or a bundle made with --bundle.")
+    version = re.search(r"^Version: (\S+)$", pkg_info.read_text(errors="replace"), re.M)
+    found = version.group(1) if version else "unknown"
+    if found != LLAMA_CPP_PYTHON_VERSION:
+        raise _error(f"{tarball} holds llama-cpp-python {found}, not {LLAMA_CPP_PYTHON_VERSION}.",
+                     f"the patches are made for llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}.")
+    return roots[0]
+
+
+def _rejected_hunk(patch_text: str, path: str, old_line: int) -> str | None:
+    """Describe the hunk of ``path`` whose old side starts at ``old_line``.
+
+    git reports a failed hunk as ``patch failed: FILE:LINE`` with LINE the old
+    start of the hunk; this turns it into ``hunk #N (@@ ... @@)``.
+    """
+    current: set[str] = set()
+    number = 0
+    for line in patch_text.splitlines():
+        if line.startswith("diff --git "):
+            current, number = set(), 0
+        elif line.startswith(("--- a/", "+++ b/")):
+            current.add(line[6:].rstrip("\t"))
+        else:
+            header = _HUNK_HEADER.match(line)
+            if header:
+                number += 1
+                if path in current and int(header.group(1)) == old_line:
+                    return f"hunk #{number} ({header.group(0)})"
+    return None
+
+
+def _patch_failure(patch: Path, git_stderr: str) -> click.ClickException:
+    """Turn git apply's complaint about ``patch`` into the user-facing error."""
+    prefix = LLAMA_CPP_DIR + "/"
+    errors = [
+        line.removeprefix("error: ").replace(prefix, "")
+        for line in git_stderr.splitlines()
+        if line.startswith("error: ") and not line.startswith("error: while searching for")
+    ]
+    detail = errors[0] if errors else git_stderr.strip() or "git apply failed"
+    for error in errors:
+        failed = _PATCH_FAILED.search(error)
+        if failed:
+            path, old_line = failed.group(1), int(failed.group(2))
+            hunk = _rejected_hunk(patch.read_text(errors="replace"), path, old_line)
+            detail = f"{hunk or f'the hunk at line {old_line}'} of {path} is rejected"
+            break
+    return _error(
+        f"Patch {patch.name} does not apply to llama.cpp of llama-cpp-python "
+        f"{LLAMA_CPP_PYTHON_VERSION}: {detail}",
+        f"regenerate {patch} with `git diff` inside that llama.cpp (paths like a/src/...), "
+        "on top of the patches named before it.",
+    )
+
+
+def apply_patches(source_root: Path, patches: Sequence[Path]) -> None:
+    """Apply ``patches`` in order to ``source_root``/vendor/llama.cpp with git apply.
+
+    git is used because it exists wherever the sdist can be built (``patch``
+    often does not).  GIT_CEILING_DIRECTORIES stops git from finding a
+    repository around the tree: inside one, git apply silently skips every
+    path outside the current folder and still exits 0.
+    """
+    git = shutil.which("git")
+    if git is None:
+        raise _error("git is needed to apply the llama.cpp patches but is not installed.",
+                     "install git and run again.")
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(source_root.resolve().parent)}
+    for patch in patches:
+        result = subprocess.run(
+            [git, "apply", "--whitespace=nowarn", f"--directory={LLAMA_CPP_DIR}",
+             str(patch.resolve())],
+            cwd=source_root, env=env, capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise _patch_failure(patch, result.stderr)
+
+
+def prune_source_tree(source_root: Path, keep_backends: frozenset[str] | None) -> None:
+    """Delete what building and testing llama-cpp-python does not need.
+
+    Drops SDIST_DROP from the sdist root, everything but LLAMA_CPP_KEEP from
+    vendor/llama.cpp, and, unless ``keep_backends`` is None, the ggml backend
+    folders ggml/src/ggml-NAME whose NAME is not in it.  Builds use the same
+    pruning (with every backend kept) so a pruning mistake shows up in a local
+    build rather than on the machine the bundle is carried to.
+    """
+    doomed = [source_root / name for name in SDIST_DROP]
+    llama_cpp = source_root / LLAMA_CPP_DIR
+    doomed += [entry for entry in llama_cpp.iterdir() if entry.name not in LLAMA_CPP_KEEP]
+    if keep_backends is not None:
+        doomed += [
+            entry for entry in (llama_cpp / "ggml" / "src").glob("ggml-*")
+            if entry.is_dir() and entry.name.removeprefix("ggml-") not in keep_backends
+        ]
+    for path in doomed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def prepare_source(
+    tarball: Path, patches: Sequence[Path], workdir: Path,
+    keep_backends: frozenset[str] | None = None,
+) -> Path:
+    """Extract ``tarball`` into ``workdir``, patch it and prune it; return its root.
+
+    A bundle is already patched: its patches must be the ones given, and are
+    not applied again.
+    """
+    root = extract_sdist(tarball, workdir)
+    bundle_marker = root / BUNDLE_MARKER
+    if bundle_marker.is_file():
+        made_with = json.loads(bundle_marker.read_text())["patches_sha256"]
+        if made_with != patches_sha256(patches):
+            raise _error(
+                f"{tarball.name} was made from other llama.cpp patches than the "
+                f"{len(patches)} patch file(s) in use now.",
+                "make a new bundle with `hogwild build-backend --bundle DIR` from these patches.",
+            )
+    else:
+        apply_patches(root, patches)
+    prune_source_tree(root, keep_backends)
+    return root
+
+
+def _tool_ok(name: str) -> bool:
+    """Whether scikit-build-core can find ``name`` on PATH or as a Python package."""
+    return shutil.which(name) is not None or importlib.util.find_spec(name) is not None
+
+
+def ensure_build_tools() -> None:
+    """Install scikit-build-core, cmake and ninja with pip if any is missing.
+
+    The wheel is built without build isolation (the GPU machine has no
+    network), so they must be in this Python environment.
+    """
+    missing = [
+        package for package, present in (
+            ("scikit-build-core", importlib.util.find_spec("scikit_build_core") is not None),
+            ("cmake", _tool_ok("cmake")),
+            ("ninja", _tool_ok("ninja")),
+        ) if not present
+    ]
+    if not missing:
+        return
+    _say(f"Installing build tools: {' '.join(missing)} ...")
+    result = subprocess.run([sys.executable, "-m", "pip", "install", *missing],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise _error(f"Could not install {' '.join(missing)}: {last}",
+                     f"install them into {sys.executable}'s environment and run again.")
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _run_logged(command: list[str], env: dict[str, str], log_path: Path, label: str) -> int:
+    """Run ``command`` with its output in ``log_path``, showing a progress line.
+
+    On a terminal the line (spinner, elapsed time, ninja step) is redrawn in
+    place; otherwise a line is printed every 30 seconds.
+    """
+    step = ""
+
+    def pump(stream: Any, log: Any) -> None:
+        nonlocal step
+        for line in stream:
+            log.write(line)
+            match = _NINJA_STEP.match(line)
+            if match:
+                step = f"[{match.group(1)}/{match.group(2)}]"
+
+    interactive = sys.stderr.isatty()
+    start = last_report = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        reader = threading.Thread(target=pump, args=(process.stdout, log), daemon=True)
+        reader.start()
+        try:
+            for spinner in itertools.cycle("|/-\\"):
+                if process.poll() is not None:
+                    break
+                now = time.monotonic()
+                status = f"{label} {_format_seconds(now - start)} {step}".rstrip()
+                if interactive:
+                    click.echo(f"\r\033[K{spinner} {status}", err=True, nl=False)
+                elif now - last_report >= 30:
+                    _say(status)
+                    last_report = now
+                time.sleep(0.5)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+            reader.join()
+            if interactive:
+                click.echo("\r\033[K", err=True, nl=False)
+    _say(f"{label} finished in {_format_seconds(time.monotonic() - start)}.")
+    return process.returncode
+
+
+def build_wheel(source_root: Path, key: BuildKey, jobs: int, out_dir: Path, log_path: Path) -> Path:
+    """Build the wheel of a prepared source tree into ``out_dir``; return its path.
+
+    The key is written into the llama_cpp package first, so the installed
+    package says what it was built from.
+    """
+    marker = source_root / "llama_cpp" / BUILD_MARKER
+    marker.write_text(json.dumps(key.to_json(), indent=2) + "\n")
+    env = {**os.environ, "CMAKE_ARGS": key.cmake_args, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
+    command = [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
+               "-w", str(out_dir), str(source_root)]
+    _say(f"Building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({key.backend}, "
+         f"{jobs} jobs); log: {log_path}")
+    returncode = _run_logged(command, env, log_path, f"building {key.backend} backend")
+    if returncode != 0:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            tail = deque(log, maxlen=30)
+        _say("".join(tail).rstrip())
+        raise _error(f"Building llama-cpp-python failed (exit {returncode}).",
+                     f"the last log lines are above; the full log is {log_path}")
+    wheels = sorted(out_dir.glob("llama_cpp_python-*.whl"))
+    if not wheels:
+        raise _error(f"The build produced no wheel in {out_dir}.", f"see the log {log_path}")
+    return wheels[0]
+
+
+def cached_wheel(cache: Path, key: BuildKey) -> Path | None:
+    """The cached wheel built for ``key``, if there is one."""
+    wheels = sorted((cache / "wheels" / key.digest).glob("*.whl"))
+    return wheels[0] if wheels else None
+
+
+def installed_package_dir() -> Path | None:
+    """Folder of the installed llama_cpp package, found without importing it."""
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def installed_build_info() -> dict[str, Any] | None:
+    """The build marker of the installed llama_cpp, or None (not ours, or absent)."""
+    package = installed_package_dir()
+    marker = package / BUILD_MARKER if package else None
+    if marker is None or not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def installed_lib_dir() -> Path:
+    """Folder holding the installed libllama (what LLAMA_CPP_LIB_PATH would name)."""
+    package = installed_package_dir()
+    if package is None:
+        raise _error("llama-cpp-python is not installed.", "run `hogwild build-backend`.")
+    lib_dir = package / "lib"
+    if not any(lib_dir.glob("libllama.*")) and not any(lib_dir.glob("llama.dll")):
+        raise _error(f"No libllama in {lib_dir}.", "run `hogwild build-backend --force`.")
+    return lib_dir
+
+
+def install_wheel(wheel: Path) -> None:
+    """pip-install ``wheel`` over whatever llama-cpp-python is installed."""
+    _say(f"Installing {wheel.name} ...")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", str(wheel)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise _error(f"Installing {wheel} failed: {last}",
+                     "run the same `pip install --no-deps --force-reinstall` by hand to see why.")
+
+
+def _check_installed(key: BuildKey) -> dict[str, Any]:
+    """backend_status() of the fresh install, taken in a new interpreter.
+
+    A new process is needed: this one may have loaded the old library.
+    """
+    search_path = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search_path))}
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import json; from hogwild_local.build_backend import backend_status; "
+         "print(json.dumps(backend_status()))"],
+        capture_output=True, text=True, env=env,
+    )
+    lines = result.stdout.strip().splitlines()
+    status = json.loads(lines[-1]) if result.returncode == 0 and lines else {}
+    if not status.get("importable"):
+        detail = (status.get("error") or result.stderr.strip() or "no output").splitlines()[-1]
+        raise _error(f"The installed llama-cpp-python does not load: {detail}",
+                     "a runtime dependency may be missing: "
+                     f"pip install llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} pulls them in.")
+    if status.get("build_key") != key.digest:
+        raise _error(f"Python imports another llama_cpp than the one just installed "
+                     f"(its library: {status['lib_path']}).",
+                     f"check PYTHONPATH and which environment {sys.executable} belongs to.")
+    return status
+
+
+def build_backend(
+    backend: str = "cpu", cuda_arch: str = "90", jobs: int | None = None,
+    force: bool = False, native: bool = False, sdist: Path | None = None,
+) -> Path:
+    """Make sure llama-cpp-python built with our patches for ``backend`` is installed.
+
+    Skips everything when the installed package carries the current key, and
+    the build when a wheel for the key is cached.  Returns the installed lib
+    folder.
+    """
+    patches_from = patch_dir()
+    patches = list_patches(patches_from)
+    if not patches:
+        _say(f"Warning: no patches in {patches_from}; building stock llama.cpp.")
+    key = make_build_key(patches, backend, cuda_arch, native)
+    installed = installed_build_info()
+    if not force and installed and installed.get("key") == key.digest:
+        _say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
+             f"is up to date (build {key.digest}).")
+        return installed_lib_dir()
+    cache = cache_dir()
+    wheel = None if force else cached_wheel(cache, key)
+    if wheel is None:
+        ensure_build_tools()
+        tarball = sdist or ensure_sdist(cache)
+        for sub in ("tmp", "logs", "wheels"):
+            (cache / sub).mkdir(parents=True, exist_ok=True)
+        log_path = cache / "logs" / f"build-{key.digest}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        with tempfile.TemporaryDirectory(prefix="build-", dir=cache / "tmp") as work:
+            workdir = Path(work)
+            (workdir / "src").mkdir()
+            (workdir / "out").mkdir()
+            _say(f"Preparing patched sources from {tarball.name} ({len(patches)} patches) ...")
+            source_root = prepare_source(tarball, patches, workdir / "src")
+            built = build_wheel(source_root, key, jobs or os.cpu_count() or 1,
+                                workdir / "out", log_path)
+            wheel_dir = cache / "wheels" / key.digest
+            shutil.rmtree(wheel_dir, ignore_errors=True)
+            wheel_dir.mkdir()
+            wheel = Path(shutil.move(str(built), wheel_dir / built.name))
+    install_wheel(wheel)
+    status = _check_installed(key)
+    _say(f"Installed build {key.digest}: {status['lib_path']} (patched: "
+         f"{'yes' if status['patched'] else 'NO'}, GPU offload: "
+         f"{'yes' if status['gpu_offload'] else 'no'}).")
+    return installed_lib_dir()
+
+
+def write_bundle(out_dir: Path, patches: Sequence[Path], sdist: Path | None = None) -> Path:
+    """Write a pruned, patched copy of the sdist to ``out_dir``; return its path.
+
+    It is small enough to carry to a machine without network, where
+    ``hogwild build-backend --sdist BUNDLE`` builds it without patching again.
+    """
+    cache = cache_dir()
+    tarball = sdist or ensure_sdist(cache)
+    (cache / "tmp").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = patches_sha256(patches)
+    bundle = out_dir / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}-hogwild-{digest[:12]}.tar.gz"
+    with tempfile.TemporaryDirectory(prefix="bundle-", dir=cache / "tmp") as work:
+        root = prepare_source(tarball, patches, Path(work), BUNDLE_BACKENDS)
+        marker = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "patches_sha256": digest,
+                  "patches": [patch.name for patch in patches]}
+        (root / BUNDLE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        partial = bundle.with_name(bundle.name + ".partial")
+        with tarfile.open(partial, "w:gz", compresslevel=9) as tar:
+            tar.add(root, arcname=root.name)
+        partial.replace(bundle)
+    size = bundle.stat().st_size
+    _say(f"Wrote {bundle} ({size / 2**20:.1f} MiB, {len(patches)} patches applied).")
+    if size > BUNDLE_LIMIT_BYTES:
+        _say(f"Warning: the bundle is larger than {BUNDLE_LIMIT_BYTES // 2**20} MiB.")
+    return bundle
+
+
+def _backend_of(lib_dir: Path) -> str:
+    """Name of the GPU backend whose ggml library sits in ``lib_dir``, else cpu."""
+    for name in ("cuda", "metal", "vulkan", "hip"):
+        if any(lib_dir.glob(f"*ggml-{name}*")):
+            return name
+    return "cpu"
+
+
+def backend_status() -> dict[str, Any]:
+    """What `hogwild doctor` reports about the llama.cpp backend.
+
+    Keys: importable, version, version_ok, lib_path (the loaded libllama),
+    patched (it exports llama_memory_hogwild_enable), build_key (from our
+    marker; None for a wheel we did not build), gpu_offload, backend, error.
+    """
+    status: dict[str, Any] = {
+        "importable": False, "version": None, "version_ok": False, "lib_path": None,
+        "patched": False, "build_key": None, "gpu_offload": None, "backend": None,
+        "error": None,
+    }
+    try:
+        import llama_cpp
+        from llama_cpp import llama_cpp as bindings
+    except Exception as exc:  # noqa: BLE001 - loading the library raises OSError, RuntimeError, ...
+        status["error"] = f"{type(exc).__name__}: {exc}"
+        return status
+    lib_path = Path(bindings._lib._name)
+    info = installed_build_info()
+    status.update(
+        importable=True,
+        version=llama_cpp.__version__,
+        version_ok=llama_cpp.__version__ == LLAMA_CPP_PYTHON_VERSION,
+        lib_path=str(lib_path),
+        patched=hasattr(bindings._lib, HOGWILD_SYMBOL),
+        build_key=info.get("key") if info else None,
+        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        backend=_backend_of(lib_path.parent),
+    )
+    return status
+
+
+@click.command("build-backend")
+@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+              help="ggml backend to build.")
+@click.option("--cuda-arch", default="90", show_default=True,
+              help="CMAKE_CUDA_ARCHITECTURES for --backend cuda (90 = H100/H200).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel compile jobs  [default: all cores]")
+@click.option("--native", is_flag=True,
+              help="cpu backend: tune for this CPU (faster, not portable).")
+@click.option("--force", is_flag=True, help="Rebuild and reinstall even if up to date.")
+@click.option("--sdist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Build from this sdist or --bundle tarball instead of downloading.")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Do not build: write a small patched source tarball into this folder.")
+@click.option("--print-lib-path", is_flag=True,
+              help="Do not build: print the folder of the installed libllama.")
+def build_backend_command(
+    backend: str, cuda_arch: str, jobs: int | None, native: bool, force: bool,
+    sdist: Path | None, bundle_dir: Path | None, print_lib_path: bool,
+) -> None:
+    """Build llama-cpp-python 0.3.36 with hogwild's llama.cpp patches and install it."""
+    if bundle_dir and print_lib_path:
+        raise click.UsageError("--bundle and --print-lib-path do not go together.")
+    if print_lib_path:
+        click.echo(installed_lib_dir())
+    elif bundle_dir:
+        write_bundle(bundle_dir, list_patches(patch_dir()), sdist)
+    else:
+        build_backend(backend, cuda_arch, jobs, force, native, sdist)

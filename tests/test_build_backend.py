@@ -1,0 +1,271 @@
+"""Tests of hogwild_local.build_backend that run in seconds (no compiler involved).
+
+They use a small fake llama-cpp-python sdist; the functions under test are the
+ones the real build and bundle commands call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+import tarfile
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hogwild_local import build_backend as bb
+
+KV_CACHE = "src/llama-kv-cache.cpp"
+KV_LINES = [f"int line_{n} = {n};\n" for n in range(1, 31)]
+
+
+def make_patch(path: str, old: list[str], new: list[str]) -> str:
+    """A `git diff`-style patch turning ``old`` into ``new`` at ``path``."""
+    body = difflib.unified_diff(old, new, f"a/{path}", f"b/{path}", n=3)
+    return f"diff --git a/{path} b/{path}\n" + "".join(body)
+
+
+def edited(lines: list[str], changes: dict[int, str]) -> list[str]:
+    """``lines`` with 1-based line numbers replaced by ``changes``."""
+    return [changes.get(number, line) for number, line in enumerate(lines, start=1)]
+
+
+def make_fake_sdist(parent: Path, version: str = bb.LLAMA_CPP_PYTHON_VERSION) -> Path:
+    """A tree shaped like the llama-cpp-python sdist, with a few files per folder."""
+    root = parent / f"llama_cpp_python-{version}"
+    files = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: {version}\n",
+        "pyproject.toml": "[project]\nname = 'llama_cpp_python'\n",
+        "CMakeLists.txt": "project(llama_cpp)\n",
+        "README.md": "readme\n",
+        ".gitignore": "lib/\n",
+        ".git/HEAD": "ref: refs/heads/main\n",
+        ".github/workflows/ci.yml": "on: push\n",
+        "docs/index.md": "docs\n",
+        "examples/high_level_api/x.py": "print()\n",
+        "docker/Dockerfile": "FROM x\n",
+        "llama_cpp/__init__.py": f'__version__ = "{version}"\n',
+        "tests/test_llama.py": "def test(): pass\n",
+        "vendor/llama.cpp/.git": "gitdir: ../../.git/modules/vendor/llama.cpp\n",
+        "vendor/llama.cpp/CMakeLists.txt": "project(llama)\n",
+        "vendor/llama.cpp/LICENSE": "MIT\n",
+        f"vendor/llama.cpp/{KV_CACHE}": "".join(KV_LINES),
+        "vendor/llama.cpp/include/llama.h": "// llama.h\n",
+        "vendor/llama.cpp/common/common.cpp": "// common\n",
+        "vendor/llama.cpp/cmake/common.cmake": "# cmake\n",
+        "vendor/llama.cpp/vendor/nlohmann/json.hpp": "// json\n",
+        "vendor/llama.cpp/gguf-py/gguf/__init__.py": "\n",
+        "vendor/llama.cpp/models/ggml-vocab-llama.gguf": "GGUF",
+        "vendor/llama.cpp/docs/build.md": "docs\n",
+        "vendor/llama.cpp/tools/mtmd/CMakeLists.txt": "# mtmd\n",
+        "vendor/llama.cpp/tests/test-backend-ops.cpp": "// test\n",
+        "vendor/llama.cpp/examples/simple/simple.cpp": "// example\n",
+        "vendor/llama.cpp/media/logo.png": "png",
+        "vendor/llama.cpp/benches/bench.md": "bench\n",
+        "vendor/llama.cpp/convert_hf_to_gguf.py": "# convert\n",
+        "vendor/llama.cpp/ggml/CMakeLists.txt": "# ggml\n",
+        "vendor/llama.cpp/ggml/src/CMakeLists.txt": "# ggml src\n",
+        "vendor/llama.cpp/ggml/src/ggml.c": "// ggml\n",
+        "vendor/llama.cpp/ggml/src/ggml-cpu/ggml-cpu.c": "// cpu\n",
+        "vendor/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu": "// cuda\n",
+        "vendor/llama.cpp/ggml/src/ggml-metal/ggml-metal.m": "// metal\n",
+        "vendor/llama.cpp/ggml/src/ggml-blas/ggml-blas.cpp": "// blas\n",
+        "vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp": "// vulkan\n",
+        "vendor/llama.cpp/ggml/src/ggml-opencl/ggml-opencl.cpp": "// opencl\n",
+        "vendor/llama.cpp/ggml/src/ggml-sycl/ggml-sycl.cpp": "// sycl\n",
+    }
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def make_tarball(root: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w:gz") as tar:
+        tar.add(root, arcname=root.name)
+    return dest
+
+
+def write_patches(folder: Path, patches: dict[str, str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in patches.items():
+        (folder / name).write_text(text)
+    return bb.list_patches(folder)
+
+
+GOOD_PATCH = make_patch(KV_CACHE, KV_LINES, edited(KV_LINES, {3: "int line_3 = 300;\n"}))
+# Hunk 1 applies; hunk 2 expects line 20 to read differently than it does.
+BAD_PATCH = make_patch(
+    KV_CACHE,
+    edited(KV_LINES, {20: "int line_20 = -1;\n"}),
+    edited(KV_LINES, {8: "int line_8 = 800;\n", 20: "int line_20 = 2000;\n"}),
+)
+
+
+def test_build_key_follows_patch_bytes(tmp_path: Path) -> None:
+    patches = write_patches(tmp_path / "p", {"0001-a.patch": GOOD_PATCH, "0002-b.patch": "x\n"})
+    key = bb.make_build_key(patches, "cpu", "90")
+    assert bb.make_build_key(patches, "cpu", "90") == key
+    assert bb.make_build_key(patches, "cpu", "90").digest == key.digest
+
+    (tmp_path / "p" / "0002-b.patch").write_bytes(b"y\n")
+    changed = bb.make_build_key(patches, "cpu", "90")
+    assert changed.patches_sha256 != key.patches_sha256
+    assert changed.digest != key.digest
+
+
+def test_build_key_follows_backend_options(tmp_path: Path) -> None:
+    patches = write_patches(tmp_path / "p", {"0001-a.patch": GOOD_PATCH})
+    cpu = bb.make_build_key(patches, "cpu", "90")
+    assert bb.make_build_key(patches, "cpu", "86").digest == cpu.digest  # arch only for cuda
+    assert bb.make_build_key(patches, "cpu", "90", native=True).digest != cpu.digest
+    cuda90 = bb.make_build_key(patches, "cuda", "90")
+    assert cuda90.digest != cpu.digest
+    assert bb.make_build_key(patches, "cuda", "86").digest != cuda90.digest
+    assert "-DCMAKE_CUDA_ARCHITECTURES=90" in cuda90.cmake_args
+    assert "-DLLAVA_BUILD=OFF" in cuda90.cmake_args
+
+
+def test_patches_apply_in_name_order(tmp_path: Path) -> None:
+    second = make_patch(KV_CACHE, edited(KV_LINES, {3: "int line_3 = 300;\n"}),
+                        edited(KV_LINES, {3: "int line_3 = 301;\n"}))
+    patches = write_patches(tmp_path / "p", {"0002-second.patch": second,
+                                             "0001-first.patch": GOOD_PATCH})
+    assert [p.name for p in patches] == ["0001-first.patch", "0002-second.patch"]
+    root = make_fake_sdist(tmp_path / "src")
+    bb.apply_patches(root, patches)
+    assert "int line_3 = 301;" in (root / bb.LLAMA_CPP_DIR / KV_CACHE).read_text()
+
+
+def test_patch_applies_inside_an_enclosing_git_repo(tmp_path: Path) -> None:
+    # Inside a repository, plain `git apply` skips paths outside the current
+    # folder and exits 0; the build must still patch the tree.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    root = make_fake_sdist(tmp_path / "deep" / "src")
+    patches = write_patches(tmp_path / "p", {"0001-a.patch": GOOD_PATCH})
+    bb.apply_patches(root, patches)
+    assert "int line_3 = 300;" in (root / bb.LLAMA_CPP_DIR / KV_CACHE).read_text()
+
+
+def test_rejected_patch_names_file_and_hunk(tmp_path: Path) -> None:
+    root = make_fake_sdist(tmp_path / "src")
+    patches = write_patches(tmp_path / "p", {"0001-good.patch": GOOD_PATCH,
+                                             "0002-bad.patch": BAD_PATCH})
+    with pytest.raises(click.ClickException) as failure:
+        bb.apply_patches(root, patches)
+    message = failure.value.message
+    assert "0002-bad.patch" in message
+    assert f"hunk #2 (@@ -17,7 +17,7 @@) of {KV_CACHE} is rejected" in message
+    assert "0001-good.patch" not in message.splitlines()[0]
+
+
+def test_rejected_patch_fails_the_command_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tarball = make_tarball(make_fake_sdist(tmp_path / "src"), tmp_path / "sdist.tar.gz")
+    write_patches(tmp_path / "p", {"0001-bad.patch": BAD_PATCH})
+    monkeypatch.setattr(bb, "REPO_PATCH_DIR", tmp_path / "p")
+    monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(
+        bb.build_backend_command, ["--bundle", str(tmp_path / "out"), "--sdist", str(tarball)]
+    )
+    assert result.exit_code == 1
+    assert "Patch 0001-bad.patch does not apply" in result.output
+    assert f"of {KV_CACHE} is rejected" in result.output
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "out").glob("*.tar.gz"))
+
+
+def test_garbage_patch_is_reported(tmp_path: Path) -> None:
+    root = make_fake_sdist(tmp_path / "src")
+    patches = write_patches(tmp_path / "p", {"0001-empty.patch": ""})
+    with pytest.raises(click.ClickException, match="Patch 0001-empty.patch does not apply"):
+        bb.apply_patches(root, patches)
+
+
+def test_prune_keeps_what_the_build_needs(tmp_path: Path) -> None:
+    root = make_fake_sdist(tmp_path / "src")
+    bb.prune_source_tree(root, bb.BUNDLE_BACKENDS)
+    llama = root / bb.LLAMA_CPP_DIR
+    kept = ["PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", ".gitignore",
+            "llama_cpp/__init__.py", "tests/test_llama.py",
+            f"{bb.LLAMA_CPP_DIR}/{KV_CACHE}", f"{bb.LLAMA_CPP_DIR}/include/llama.h",
+            f"{bb.LLAMA_CPP_DIR}/common/common.cpp", f"{bb.LLAMA_CPP_DIR}/cmake/common.cmake",
+            f"{bb.LLAMA_CPP_DIR}/vendor/nlohmann/json.hpp", f"{bb.LLAMA_CPP_DIR}/LICENSE",
+            f"{bb.LLAMA_CPP_DIR}/gguf-py/gguf/__init__.py", f"{bb.LLAMA_CPP_DIR}/ggml/src/ggml.c"]
+    for relative in kept:
+        assert (root / relative).is_file(), relative
+    for backend in ("cpu", "cuda", "metal", "vulkan", "blas"):
+        assert (llama / "ggml" / "src" / f"ggml-{backend}").is_dir(), backend
+    dropped = [".git", ".github", "docs", "examples", "docker"]
+    dropped += [f"{bb.LLAMA_CPP_DIR}/{name}" for name in
+                (".git", "models", "docs", "tools", "tests", "examples", "media", "benches",
+                 "convert_hf_to_gguf.py", "ggml/src/ggml-opencl", "ggml/src/ggml-sycl")]
+    for relative in dropped:
+        assert not (root / relative).exists(), relative
+
+
+def test_prune_without_backend_list_keeps_every_backend(tmp_path: Path) -> None:
+    root = make_fake_sdist(tmp_path / "src")
+    bb.prune_source_tree(root, None)
+    ggml_src = root / bb.LLAMA_CPP_DIR / "ggml" / "src"
+    assert (ggml_src / "ggml-opencl").is_dir()
+    assert not (root / bb.LLAMA_CPP_DIR / "models").exists()
+
+
+def test_bundle_is_patched_once_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
+    tarball = make_tarball(make_fake_sdist(tmp_path / "src"), tmp_path / "sdist.tar.gz")
+    patches = write_patches(tmp_path / "p", {"0001-good.patch": GOOD_PATCH})
+    bundle = bb.write_bundle(tmp_path / "out", patches, tarball)
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    top = f"llama_cpp_python-{bb.LLAMA_CPP_PYTHON_VERSION}"
+    assert f"{top}/{bb.BUNDLE_MARKER}" in names
+    assert not any(".git" in Path(name).parts for name in names)
+
+    # Building from the bundle must not apply the (already applied) patch again.
+    root = bb.prepare_source(bundle, patches, tmp_path / "work1")
+    assert "int line_3 = 300;" in (root / bb.LLAMA_CPP_DIR / KV_CACHE).read_text()
+
+    other = write_patches(tmp_path / "q", {"0001-other.patch": GOOD_PATCH.replace("300", "7")})
+    with pytest.raises(click.ClickException, match="other llama.cpp patches"):
+        bb.prepare_source(bundle, other, tmp_path / "work2")
+
+
+def test_sdist_of_another_version_is_refused(tmp_path: Path) -> None:
+    tarball = make_tarball(make_fake_sdist(tmp_path / "src", "0.3.1"), tmp_path / "old.tar.gz")
+    (tmp_path / "work").mkdir()
+    with pytest.raises(click.ClickException, match="holds llama-cpp-python 0.3.1"):
+        bb.extract_sdist(tarball, tmp_path / "work")
+
+
+def test_backend_status_has_sane_types() -> None:
+    status = bb.backend_status()
+    assert isinstance(status["importable"], bool)
+    if status["importable"]:
+        assert isinstance(status["version"], str)
+        assert status["version_ok"] == (status["version"] == bb.LLAMA_CPP_PYTHON_VERSION)
+        assert Path(status["lib_path"]).is_file()
+        assert isinstance(status["patched"], bool)
+        assert isinstance(status["gpu_offload"], bool)
+        assert status["backend"] in ("cpu", "cuda", "metal", "vulkan", "hip")
+        assert status["build_key"] is None or isinstance(status["build_key"], str)
+    else:
+        assert isinstance(status["error"], str)
+        assert status["lib_path"] is None
+
+
+def test_print_lib_path_prints_a_folder_or_says_what_to_do() -> None:
+    result = CliRunner().invoke(bb.build_backend_command, ["--print-lib-path"])
+    if bb.installed_package_dir() is None:
+        assert result.exit_code == 1
+        assert "llama-cpp-python is not installed" in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert any(Path(result.output.strip()).glob("libllama.*"))

@@ -1,0 +1,113 @@
+"""The `hogwild` command as a user runs it: real subprocesses, real model, exit codes and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hogwild_local.models import resolve_model
+
+HOGWILD = [sys.executable, "-m", "hogwild_local"]
+
+
+@pytest.fixture(scope="module")
+def smollm2_path() -> str:
+    return str(resolve_model("smollm2-135m", progress=False))
+
+
+def hogwild(*args: str, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*HOGWILD, *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def test_json_stream(smollm2_path, tmp_path):
+    transcript = tmp_path / "run.jsonl"
+    out = hogwild("run", "What is 7 * 6?", "-m", smollm2_path, "-w", "2", "-b", "12", "--threads", "2",
+                  "--json", "--transcript", str(transcript))
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    kinds = {e["type"] for e in events}
+    assert {"start", "token", "stats", "answer"} <= kinds
+    assert {e["worker"] for e in events if e["type"] == "token"} == {"Alice", "Bob"}
+    stats = [e for e in events if e["type"] == "stats"]
+    assert [s["pass"] for s in stats] == list(range(1, 13))
+    assert all(s["cells_used"] == s["tokens_written"] and s["cells_total"] >= s["cells_used"] for s in stats)
+    assert all(isinstance(s["tokens_per_s"], float) for s in stats)
+    assert events[-1]["type"] == "answer" and events[-1]["reason"] == "budget"
+    # the transcript holds the same run, and renders
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert records[0]["type"] == "header" and records[-1]["type"] == "answer"
+    shown = hogwild("transcript", "show", str(transcript))
+    assert shown.returncode == 0 and "## Answer" in shown.stdout
+
+
+def test_problem_from_stdin_and_plain_output(smollm2_path):
+    out = hogwild("run", "-", "-m", smollm2_path, "-b", "6", "--threads", "2", stdin="What is 2 + 2?")
+    assert out.returncode == 0, out.stderr
+    assert "Alice |" in out.stdout and "Final answer:" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["run", "x", "-m", "no-such-model"], 1, "Error: unknown model 'no-such-model'; try: hogwild models list"),
+        (["run", "x", "-m", "/does/not/exist.gguf"], 1, "Error: model file not found: /does/not/exist.gguf"),
+        (["run", "x", "--workers", "9"], 2, "9 is not in the range 1<=x<=8"),
+        (["run"], 2, "give a PROBLEM"),
+    ],
+)
+def test_errors_are_one_line(args, code, message):
+    out = hogwild(*args)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_corrupt_gguf(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 100)
+    out = hogwild("run", "x", "-m", str(bad))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("Error: ") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_prompt_longer_than_context(smollm2_path):
+    out = hogwild("run", "word " * 500, "-m", smollm2_path, "--ctx", "256", "--threads", "2")
+    assert out.returncode == 1
+    assert "does not fit the context (256); use a larger --ctx" in out.stderr
+
+
+def test_ctrl_c_exits_130_with_an_answer(smollm2_path, tmp_path):
+    transcript = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([*HOGWILD, "run", "Count to one thousand.", "-m", smollm2_path, "-b", "5000",
+                             "--threads", "2", "--json", "--transcript", str(transcript)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait until tokens flow, then interrupt like a terminal would
+    for line in proc.stdout:
+        if '"type": "stats"' in line and '"pass": 5,' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    answer = json.loads(rest.strip().splitlines()[-1])
+    assert answer["type"] == "answer" and answer["reason"] == "stopped"
+    assert json.loads(transcript.read_text().splitlines()[-1])["type"] == "answer"
+
+
+def test_doctor_reports_the_patched_library(smollm2_path):
+    out = hogwild("doctor", "-m", smollm2_path, "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["library"]["patched"] is True and report["model"]["ok"] is True
+
+
+def test_help_teaches_by_example():
+    for command in (["run"], ["tui"], ["doctor"], ["models"], ["build-backend"], ["transcript", "show"]):
+        out = hogwild(*command, "--help")
+        assert out.returncode == 0
+    assert "Examples:" in hogwild("run", "--help").stdout
