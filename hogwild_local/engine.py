@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import prompts
 from .backend import BackendError, Context, Model, Sampler, SamplingParams, Token
-from .events import AnswerEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from .events import AnswerEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
 from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
 
 METHODS = ("hogwild", "single", "independent", "self-consistency")
@@ -56,6 +56,7 @@ class RunConfig:
     cache_type: str = "f16"
     threads: int | None = None
     stop_on_answer: bool = True
+    snapshots: tuple[int, ...] = ()  # budgets (passes) at which to also ask the finisher, without stopping
 
     @property
     def n_workers(self) -> int:
@@ -259,18 +260,17 @@ class Generation:
                 cells_used=ctx.cells_used(), cells_total=ctx.cells_total(),
                 tokens_written=tokens_written, elapsed_s=elapsed,
             )
+            if passes in cfg.snapshots and passes < cfg.budget:
+                snap = answer if answer is not None else self._final_answer(ctx, finisher_prompt, workers)[0]
+                yield SnapshotEvent(passes, snap, "answer" if answer is not None else "finisher",
+                                    generated, time.perf_counter() - t0)
             if answer is not None:
                 break
 
         votes: dict[str, int] = {}
         finisher_text = ""
         if answer is None:
-            if cfg.method == "self-consistency":
-                answers = [self._finish(ctx, finisher_prompt, [w.index])[0] for w in workers]
-                votes = dict(Counter(a for a in answers if a is not None))
-                answer = max(votes, key=votes.get) if votes else None
-            else:
-                answer, finisher_text = self._finish(ctx, finisher_prompt, [w.index for w in workers])
+            answer, finisher_text, votes = self._final_answer(ctx, finisher_prompt, workers)
         yield AnswerEvent(
             answer=answer, reason=reason, finisher_text=finisher_text, passes=passes,
             tokens_generated=sum(w.generated for w in workers), elapsed_s=time.perf_counter() - t0, votes=votes,
@@ -346,6 +346,16 @@ class Generation:
             self._sync_views()
             self._write(ctx, tokens, positions, tuple(range(self.layout.n_workers)))
             yield StepEvent("User", 0, text, pass_)
+
+    def _final_answer(self, ctx: Context, finisher_prompt: list[int],
+                      workers: list[Worker]) -> tuple[str | None, str, dict[str, int]]:
+        """The finisher's answer (self-consistency: one finisher per worker and a majority vote)."""
+        if self.config.method == "self-consistency":
+            answers = [self._finish(ctx, finisher_prompt, [w.index])[0] for w in workers]
+            votes = dict(Counter(a for a in answers if a is not None))
+            return (max(votes, key=votes.get) if votes else None), "", votes
+        answer, text = self._finish(ctx, finisher_prompt, [w.index for w in workers])
+        return answer, text, {}
 
     def _finish(self, ctx: Context, finisher_prompt: list[int], workers: list[int]) -> tuple[str | None, str]:
         """Greedy final answer from a sequence that sees the history and the given workers' current steps."""

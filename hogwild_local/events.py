@@ -57,6 +57,18 @@ class StatsEvent:
 
 
 @dataclass(frozen=True)
+class SnapshotEvent:
+    """The answer the finisher gives after ``budget`` passes (asked mid-run; generation goes on)."""
+
+    budget: int
+    answer: str | None
+    reason: str  # why there is an answer by now: answer (a worker wrote one) | finisher
+    tokens_generated: int
+    elapsed_s: float
+    type: str = "snapshot"
+
+
+@dataclass(frozen=True)
 class AnswerEvent:
     """The end: the final answer (None if none could be read) and why generation stopped."""
 
@@ -70,7 +82,7 @@ class AnswerEvent:
     type: str = "answer"
 
 
-Event = StartEvent | TokenEvent | StepEvent | StatsEvent | AnswerEvent
+Event = StartEvent | TokenEvent | StepEvent | StatsEvent | SnapshotEvent | AnswerEvent
 
 
 def to_dict(event: Event) -> dict:
