@@ -182,7 +182,7 @@ class Model:
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers  # -1: every layer (as llama-cpp-python does)
         params.main_gpu = main_gpu
         if tensor_split:
             n_dev = llama_cpp.llama_max_devices()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On the GPU machine (no network): build the patched backend for CUDA from a --bundle tarball, run the
+# backend correctness suite with every layer on the GPU, then the speed benchmark on synthetic weights.
+#   .carry/ holds: the bundle (hogwild build-backend --bundle .carry) and wheels of diskcache, platformdirs, gguf
+#   usage: bash scripts/gpu_check.sh [build|test|bench|all]   (results under $OUT)
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+step=${1:-all}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$PWD/tests
+
+if [[ $step == build || $step == all ]]; then
+    python3 -m pip install -q --no-deps .carry/*.whl
+    rm -rf /tmp/hw-src && mkdir -p /tmp/hw-src && tar xzf .carry/*.tar.gz -C /tmp/hw-src
+    src=$(dirname "$(find /tmp/hw-src -maxdepth 2 -name pyproject.toml | head -1)")
+    start=$(date +%s)
+    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=16 \
+        python3 -m pip install -q --no-build-isolation --no-deps "$src" > "$OUT/build.log" 2>&1
+    echo "build rc=$? in $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+    python3 -c "import llama_cpp; print('gpu offload:', llama_cpp.llama_supports_gpu_offload())" | tee -a "$OUT/summary.txt"
+fi
+
+if [[ $step == test || $step == all ]]; then
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$OUT/summary.txt"
+    HOGWILD_TEST_GPU_LAYERS=-1 python3 -m pytest tests/test_backend.py -q -s -p no:cacheprovider \
+        > "$OUT/cuda_tests.log" 2>&1
+    echo "tests rc=$?" | tee -a "$OUT/summary.txt"
+    grep -E "max abs error|passed|failed" "$OUT/cuda_tests.log" | tee -a "$OUT/summary.txt"
+fi
+
+if [[ $step == bench || $step == all ]]; then
+    shift || true
+    python3 -m hogwild_local.bench "$@" 2>&1 | tee "$OUT/bench.log"
+fi
