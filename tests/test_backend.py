@@ -20,6 +20,10 @@ from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
 
 TOLERANCE = {"f32": 1e-4, "f16": 2e-2}
+# On a GPU the matrix products themselves are less exact (stock llama.cpp too: see docs/backend.md), so the
+# CUDA run passes a tolerance measured from stock llama.cpp against the same reference.
+if os.environ.get("HOGWILD_TEST_TOLERANCE"):
+    TOLERANCE = {k: float(os.environ["HOGWILD_TEST_TOLERANCE"]) for k in TOLERANCE}
 # HOGWILD_TEST_GPU_LAYERS=-1 runs the same suite with every layer (and the KV cache) on the GPU
 GPU_LAYERS = int(os.environ.get("HOGWILD_TEST_GPU_LAYERS", "0"))
 
