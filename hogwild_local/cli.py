@@ -72,17 +72,22 @@ def make_config(opts: dict):
                      n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
 
 
+def parse_tensor_split(opts: dict) -> list[float] | None:
+    """--tensor-split "3,1" -> [3.0, 1.0]."""
+    if not opts.get("tensor_split"):
+        return None
+    try:
+        return [float(x) for x in opts["tensor_split"].split(",")]
+    except ValueError:
+        raise click.UsageError("--tensor-split takes numbers separated by commas, e.g. 3,1") from None
+
+
 def load_model(opts: dict):
     """Resolve and load the model named by the options, with one-line errors."""
     from .backend import BackendError, Model
     from .models import ModelError, resolve_model
 
-    split = None
-    if opts.get("tensor_split"):
-        try:
-            split = [float(x) for x in opts["tensor_split"].split(",")]
-        except ValueError:
-            raise click.UsageError("--tensor-split takes numbers separated by commas, e.g. 3,1") from None
+    split = parse_tensor_split(opts)
     try:
         path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
         return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
@@ -222,7 +227,8 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
     """
     from tui.app import run_tui
 
-    sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript))
+    sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript, gpu_layers=opts["gpu_layers"],
+                     main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))
 
 
 @main.command()

@@ -1,0 +1,843 @@
+"""Speed benchmark of the backend: stock batched decoding versus Hogwild views, at equal cache size.
+
+``python -m hogwild_local.bench`` (or ``hogwild bench``) prints a Markdown table; :func:`run_bench` returns
+the rows. For every worker count W and context C (the number of cells in the cache while timing):
+
+- **stock**: one unified-KV context with W sequences; a shared prompt of ``P = C - W*(warmup+passes)``
+  random tokens is decoded once for all W sequences, then every pass decodes W tokens, one per sequence
+  at its next position (like ``llama-batched-bench`` with a shared prompt). Hogwild mode is off.
+- **hogwild**: the same context with Hogwild views on and a ``Layout(COMBINED, W, capacity=C,
+  header_lengths=(8, 2, 8))``: the prompt (common block), the header and marker blocks, and a current
+  step per worker are decoded so that the cache holds the same number of cells as stock at every pass.
+  Every pass appends one token per worker to the layout, sets every worker's view offsets (host work
+  that is timed) and decodes once. A worker whose step reaches ``step_tokens`` finishes it: the step
+  moves to the end of the history (``seq_add``; its keys are re-rotated by the next decode). Steps are
+  staggered so that these moves happen every ``step_tokens / W`` passes; timed passes include them and
+  the ``moves`` column counts them.
+
+Timing is wall-clock per pass (``llama_synchronize`` after each decode), median over the timed passes
+after the warm-up. Both methods of one context share the prompt's cells: it is decoded once per C (with
+every sequence of the largest W) and each run only adds and then removes its own cells above it.
+
+A Hogwild point whose graph would overflow llama.cpp's graph budget (patch 0001 adds ~2 tensors per block
+and layer without reserving them; ggml then aborts the process) is skipped with a note, see
+:func:`hogwild_graph_fits`; ``--no-graph-check`` runs it anyway.
+
+``--synthetic SHAPE`` benchmarks a random-weight model with the real tensor names, shapes and hyper-
+parameters of SmolLM2-135M or Qwen2.5-1.5B/7B (no tokenizer; token ids are random anyway), written with
+the ``gguf`` package in f16 and quantized by ``llama-quantize`` (or libllama's own quantizer).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
+from hogwild_local.layout import Layout, LayoutKind
+
+HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
+DEFAULT_WORKERS = (1, 2, 4, 8)
+CPU_CONTEXTS = (1024, 2048, 4096)
+GPU_CONTEXTS = (1024, 2048, 4096, 8192)
+# bytes of one element of each KV cache type (block size / block bytes for the quantized ones)
+CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+# a prefill chunk in Hogwild mode keeps its (n_kv x tokens x blocks x heads) scores under this many bytes
+HOGWILD_SCORES_BUDGET = 64 << 20
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------------
+# synthetic models
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Hyper-parameters of a real model family, for a random-weight GGUF of the same size and speed."""
+
+    arch: str
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    rope_theta: float
+    rms_eps: float
+    n_ctx_train: int
+    tied_output: bool  # no output.weight: the token embedding doubles as the output matrix
+    qkv_bias: bool
+
+
+SHAPES = {
+    # HuggingFaceTB/SmolLM2-135M(-Instruct)
+    "smollm2-135m": Shape("llama", 49152, 576, 30, 9, 3, 1536, 100000.0, 1e-5, 8192, True, False),
+    # Qwen/Qwen2.5-1.5B(-Instruct)
+    "qwen2.5-1.5b": Shape("qwen2", 151936, 1536, 28, 12, 2, 8960, 1000000.0, 1e-6, 32768, True, True),
+    # Qwen/Qwen2.5-7B(-Instruct)
+    "qwen2.5-7b": Shape("qwen2", 152064, 3584, 28, 28, 4, 18944, 1000000.0, 1e-6, 32768, False, True),
+}
+
+
+def _tensor_plan(shape: Shape, n_layer: int) -> list[tuple[str, tuple[int, ...], str, float]]:
+    """(name, numpy shape [out, in], kind, std) of every tensor, in llama.cpp's naming."""
+    e, kv, ff = shape.n_embd, shape.n_head_kv * (shape.n_embd // shape.n_head), shape.n_ff
+    plan: list[tuple[str, tuple[int, ...], str, float]] = [("token_embd.weight", (shape.n_vocab, e), "f16", 1.0)]
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        plan += [
+            (p + "attn_norm.weight", (e,), "norm", 0.0),
+            (p + "attn_q.weight", (e, e), "f16", e**-0.5),
+            (p + "attn_k.weight", (kv, e), "f16", e**-0.5),
+            (p + "attn_v.weight", (kv, e), "f16", e**-0.5),
+        ]
+        if shape.qkv_bias:
+            plan += [(p + "attn_q.bias", (e,), "f32", 0.1), (p + "attn_k.bias", (kv,), "f32", 0.1),
+                     (p + "attn_v.bias", (kv,), "f32", 0.1)]
+        plan += [
+            (p + "attn_output.weight", (e, e), "f16", 0.5 * e**-0.5),
+            (p + "ffn_norm.weight", (e,), "norm", 0.0),
+            (p + "ffn_gate.weight", (ff, e), "f16", e**-0.5),
+            (p + "ffn_up.weight", (ff, e), "f16", e**-0.5),
+            (p + "ffn_down.weight", (e, ff), "f16", 0.5 * ff**-0.5),
+        ]
+    plan.append(("output_norm.weight", (e,), "norm", 0.0))
+    if not shape.tied_output:
+        plan.append(("output.weight", (shape.n_vocab, e), "f16", e**-0.5))
+    return plan
+
+
+def write_synthetic_model(path: str | Path, shape_name: str, *, layers: int | None = None, seed: int = 0) -> Path:
+    """Write a random f16 GGUF with the tensor names, shapes and hparams of ``shape_name`` (see SHAPES).
+
+    Norms are ones, biases and matrices random with std 1/sqrt(fan_in) (activations stay O(1)). Values
+    are drawn from a 4M-entry pool and tiled, so a 7B file is written at disk speed; the benchmark only
+    needs the right shapes. No tokenizer: ``tokenizer.ggml.model = "no_vocab"`` and
+    ``<arch>.vocab_size`` (llama.cpp then takes the vocabulary size from the latter).
+    """
+    import gguf  # a test/bench dependency only
+
+    if shape_name not in SHAPES:
+        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
+    shape = SHAPES[shape_name]
+    n_layer = layers or shape.n_layer
+    if not 1 <= n_layer <= shape.n_layer:
+        raise BackendError(f"--layers must be 1..{shape.n_layer} for {shape_name}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pool = rng.standard_normal(1 << 22).astype(np.float32)
+    plan = _tensor_plan(shape, n_layer)
+
+    writer = gguf.GGUFWriter(str(path), shape.arch)
+    writer.add_name(f"synthetic-{shape_name}" + (f"-{n_layer}l" if n_layer != shape.n_layer else ""))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_layer_norm_rms_eps(shape.rms_eps)
+    writer.add_rope_freq_base(shape.rope_theta)
+    writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
+    writer.add_vocab_size(shape.n_vocab)
+    writer.add_tokenizer_model("no_vocab")
+    for name, dims, kind, _ in plan:
+        dtype = np.dtype(np.float16 if kind == "f16" else np.float32)
+        writer.add_tensor_info(name, dims, dtype, math.prod(dims) * dtype.itemsize)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for name, dims, kind, std in plan:
+        n = math.prod(dims)
+        if kind == "norm":
+            data = np.ones(n, dtype=np.float32)
+        else:
+            piece = np.roll(pool, int(rng.integers(len(pool))))[: min(n, len(pool))] * std
+            data = np.resize(piece.astype(np.float16 if kind == "f16" else np.float32), n)
+        writer.write_tensor_data(data.reshape(dims))
+    writer.close()
+    return path
+
+
+def quantize_model(src: Path, dst: Path, quant: str, *, quantize_bin: str | None = None,
+                   threads: int | None = None) -> str:
+    """Quantize ``src`` to ``dst``; returns how ("llama-quantize" or "libllama").
+
+    Uses the ``llama-quantize`` binary when given or on PATH, else libllama's ``llama_model_quantize``
+    (the same code, through the loaded library).
+    """
+    quant = quant.upper()
+    exe = quantize_bin or shutil.which("llama-quantize")
+    if exe:
+        cmd = [exe, str(src), str(dst), quant] + ([str(threads)] if threads else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            tail = (out.stderr or out.stdout).strip().splitlines()
+            raise BackendError(f"{Path(exe).name} failed ({out.returncode}): {tail[-1] if tail else ''}")
+        return Path(exe).name
+    from hogwild_local.backend import _load
+
+    llama_cpp, _ = _load()
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}", None)
+    if ftype is None:
+        raise BackendError(f"unknown quantization {quant!r} (e.g. Q4_K_M, Q8_0, Q4_0)")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads or 0
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0:
+        raise BackendError(f"llama_model_quantize failed ({rc})")
+    return "libllama"
+
+
+def synthetic_model(shape_name: str, *, layers: int | None = None, quant: str = "Q4_K_M",
+                    quantize_bin: str | None = None, out_dir: str | Path | None = None,
+                    threads: int | None = None, log: Log | None = None) -> Path:
+    """A cached synthetic GGUF (written and quantized on first use); quant "f16" keeps the f16 file."""
+    if out_dir is None:
+        from hogwild_local.models import models_dir
+
+        out_dir = models_dir() / "synthetic"
+    out_dir = Path(out_dir)
+    if shape_name not in SHAPES:
+        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
+    n_layer = layers or SHAPES[shape_name].n_layer
+    stem = f"synthetic-{shape_name}-{n_layer}l"
+    final = out_dir / f"{stem}-{quant.lower()}.gguf"
+    if final.is_file():
+        return final
+    f16 = out_dir / f"{stem}-f16.gguf"
+    if not f16.is_file():
+        if log:
+            log(f"writing {f16} (random f16 weights)")
+        tmp = f16.with_suffix(".tmp")
+        write_synthetic_model(tmp, shape_name, layers=layers)
+        tmp.replace(f16)
+    if quant.lower() == "f16":
+        return f16
+    if log:
+        log(f"quantizing to {quant.upper()}")
+    tmp = final.with_suffix(".tmp")
+    how = quantize_model(f16, tmp, quant, quantize_bin=quantize_bin, threads=threads)
+    tmp.replace(final)
+    f16.unlink()
+    if log:
+        log(f"quantized with {how}: {final}")
+    return final
+
+
+# --------------------------------------------------------------------------------------------------
+# model facts
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the table says about a model, read from llama.cpp."""
+
+    name: str
+    architecture: str
+    n_params: int
+    size_bytes: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim_k: int
+    head_dim_v: int
+    n_vocab: int
+
+    def kv_bytes_per_cell(self, cache_type: str) -> float:
+        """K and V of one token over every layer: n_layer * n_head_kv * (dk + dv) * bytes per element."""
+        return self.n_layer * self.n_head_kv * (self.head_dim_k + self.head_dim_v) * CACHE_TYPE_BYTES[cache_type]
+
+
+def model_facts(model: Model) -> ModelFacts:
+    """Layer/head counts and head sizes of a loaded model (llama_model_n_* and the GGUF key_length)."""
+    llama_cpp = model._llama
+    n_head = llama_cpp.llama_model_n_head(model.ptr)
+    n_embd = llama_cpp.llama_model_n_embd(model.ptr)
+    arch = model.info.architecture
+
+    def meta_int(key: str) -> int | None:
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_model_meta_val_str(model.ptr, key.encode(), buf, len(buf))
+        return int(buf.value) if n > 0 and buf.value.isdigit() else None
+
+    dk = meta_int(f"{arch}.attention.key_length") or n_embd // n_head
+    dv = meta_int(f"{arch}.attention.value_length") or dk
+    return ModelFacts(
+        name=model.path.name,
+        architecture=arch,
+        n_params=model.info.n_params,
+        size_bytes=model.info.size_bytes,
+        n_layer=llama_cpp.llama_model_n_layer(model.ptr),
+        n_head=n_head,
+        n_head_kv=llama_cpp.llama_model_n_head_kv(model.ptr),
+        head_dim_k=dk,
+        head_dim_v=dv,
+        n_vocab=model.info.n_vocab,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the benchmark
+
+
+@dataclass
+class BenchRow:
+    """One (method, W, C) point."""
+
+    method: str  # stock | hogwild
+    workers: int
+    context: int  # cells in the cache at the last timed pass, as planned
+    cells_used: int  # as counted by llama.cpp after the last pass
+    prompt_tokens: int
+    passes: int
+    ms_per_pass: float  # median
+    ms_mean: float
+    ms_min: float
+    ms_max: float
+    tokens_per_s: float  # W / median pass time
+    ratio: float | None  # hogwild / stock median pass time (hogwild rows)
+    kv_bytes: float  # cells_used * bytes per cell
+    kv_bytes_replicated: float  # W separate caches of the same cells each
+    moves: int = 0  # finished steps moved into the history during the timed passes
+    blocks: int = 0  # Hogwild blocks (query copies per token)
+    note: str = ""  # why a point was skipped (its numbers are then NaN)
+    times_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _HogwildPlan:
+    workers: int
+    prompt: int
+    header_cells: int
+    step_lengths: list[int]
+
+
+def _plan_hogwild(workers: int, context: int, total_passes: int, warmup: int, step_tokens: int) -> _HogwildPlan:
+    """Prompt length, header cells and initial step lengths so that the cache ends at ``context`` cells.
+
+    Worker w's first step ends after pass ``warmup + w*S // W`` (mod S), then every S passes: moves are
+    spread evenly, one every S/W passes, starting with the first timed pass.
+    """
+    header_cells = sum(HEADER_LENGTHS[::2]) + HEADER_LENGTHS[1] * workers if workers > 1 else 0
+    lengths = [(step_tokens - 1 - (warmup + w * step_tokens // workers)) % step_tokens for w in range(workers)]
+    prompt = context - workers * total_passes - header_cells - sum(lengths)
+    return _HogwildPlan(workers, prompt, header_cells, lengths)
+
+
+def gguf_tensor_count(path: str | Path) -> int:
+    """The tensor count of a GGUF file's header."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return int.from_bytes(head[8:16], "little")
+
+
+def hogwild_graph_fits(n_tensors: int, n_layer: int, n_blk: int) -> tuple[bool, int, int]:
+    """Whether a Hogwild graph of ``n_blk`` blocks fits llama.cpp's graph budget: (fits, need, budget).
+
+    llama.cpp sizes the graph's tensor pool as max(1024, 8 * model tensors) and aborts (GGML_ASSERT
+    obj_new) past it. Patch 0001 adds about 2*n_blk + 6 tensors per layer (query copies, RoPE, one view
+    and one add per block) without reserving them. The stock count (~36 per layer) is an estimate
+    calibrated on SmolLM2-135M (W=5 fits, W=6 aborts); drop this check once the patch reserves its nodes.
+    """
+    budget = max(1024, 8 * n_tensors)
+    need = 36 * n_layer + 40 + n_layer * (2 * n_blk + 6) + 4
+    return need <= budget, need, budget
+
+
+def _sync(ctx: Context) -> None:
+    ctx._llama.llama_synchronize(ctx.ptr)
+
+
+def _decode_chunks(ctx: Context, tokens: list[Token], chunk: int) -> None:
+    for i in range(0, len(tokens), chunk):
+        ctx.decode(tokens[i : i + chunk])
+
+
+def _summary(times: list[float]) -> tuple[float, float, float, float]:
+    ms = [t * 1e3 for t in times]
+    return statistics.median(ms), statistics.fmean(ms), min(ms), max(ms)
+
+
+def _run_stock(ctx: Context, prompt: np.ndarray, base: int, workers: int, context: int, warmup: int, passes: int,
+               ids: np.ndarray) -> tuple[list[float], int, int]:
+    total = warmup + passes
+    p = context - workers * total
+    seqs = tuple(range(workers))
+    _decode_chunks(ctx, [Token(int(t), base + i, seqs) for i, t in enumerate(prompt[base:p])], ctx.n_batch)
+    _sync(ctx)
+    times = []
+    for k in range(total):
+        t0 = time.perf_counter()
+        ctx.decode([Token(int(ids[k, w]), p + k, (w,), True) for w in range(workers)])
+        _sync(ctx)
+        times.append(time.perf_counter() - t0)
+    cells = ctx.cells_used()
+    ctx.seq_rm(-1, base, -1)
+    return times[warmup:], cells, p
+
+
+def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan, context: int, warmup: int,
+                 passes: int, step_tokens: int, ids: np.ndarray, n_head: int, n_vocab: int,
+                 rng: np.random.Generator
+                 ) -> tuple[list[float], int, int, int]:
+    workers, total = plan.workers, warmup + passes
+    layout = Layout(LayoutKind.COMBINED, workers, capacity=context, header_lengths=HEADER_LENGTHS)
+    seqs = tuple(range(workers))
+    # the prompt (common block), in stock mode: positions are view positions for everyone
+    layout.append_prompt(plan.prompt)
+    _decode_chunks(ctx, [Token(int(t), base + i, seqs) for i, t in enumerate(prompt[base : plan.prompt])],
+                   ctx.n_batch)
+    ctx.hogwild_enable(layout.n_blocks)
+    for blk, p0, p1 in layout.block_ranges():
+        ctx.hogwild_set_block(blk, p0, p1)
+
+    def sync_views() -> None:
+        for w in range(workers):
+            ctx.hogwild_set_deltas(w, layout.deltas(w))
+
+    # every Hogwild token scores n_blk query copies: keep prefill chunks' scores bounded
+    chunk = max(1, min(ctx.n_batch, HOGWILD_SCORES_BUDGET // (context * layout.n_blocks * n_head * 4)))
+    for block in layout.blocks[1:]:
+        viewers = layout.viewers(block)
+        if block.kind != "step" and block.capacity and viewers:
+            layout.mark_filled(block)
+            sync_views()
+            fill = rng.integers(0, n_vocab, block.capacity)
+            _decode_chunks(ctx, [Token(int(t), p, viewers) for p, t in zip(layout.fill_header(block), fill)], chunk)
+    viewers = [layout.viewers(layout.steps[w]) for w in range(workers)]
+    for w, n in enumerate(plan.step_lengths):
+        if n:
+            positions = layout.append(w, n)
+            sync_views()
+            fill = rng.integers(0, n_vocab, n)
+            _decode_chunks(ctx, [Token(int(t), p, viewers[w]) for p, t in zip(positions, fill)], chunk)
+    assert layout.live_cells() == context - workers * total, (layout.live_cells(), context, workers * total)
+    _sync(ctx)
+
+    times, moves = [], 0
+    for k in range(total):
+        t0 = time.perf_counter()
+        tokens = [Token(int(ids[k, w]), layout.append(w, 1).start, viewers[w], True) for w in range(workers)]
+        sync_views()
+        ctx.decode(tokens)
+        _sync(ctx)
+        for w in range(workers):
+            if layout.steps[w].length >= step_tokens:
+                move = layout.finish_step(w)
+                ctx.seq_add(w, move.p0, move.p1, move.shift)
+                moves += k >= warmup
+        times.append(time.perf_counter() - t0)
+    cells = ctx.cells_used()
+    if cells != layout.live_cells():
+        raise BackendError(f"hogwild: llama.cpp counts {cells} cells, the layout {layout.live_cells()}")
+    ctx.hogwild_enable(0)
+    ctx.seq_rm(-1, base, -1)
+    return times[warmup:], cells, moves, layout.n_blocks
+
+
+class _PromptedContexts:
+    """Contexts of C cells holding the shared prompt, opened on first use: one plain, one with flash attention."""
+
+    def __init__(self, model: Model, context: int, n_seq: int, n_batch: int, cache_type: str, threads: int | None,
+                 prompt: np.ndarray, log: Log) -> None:
+        self.model, self.context, self.n_seq, self.n_batch = model, context, n_seq, n_batch
+        self.cache_type, self.threads, self.prompt, self.log = cache_type, threads, prompt, log
+        self.opened: dict[bool, Context] = {}
+
+    def __call__(self, flash_attn: bool) -> Context:
+        if flash_attn not in self.opened:
+            ctx = self.model.context(n_ctx=self.context, n_seq=self.n_seq, n_batch=self.n_batch,
+                                     cache_type=self.cache_type, n_threads=self.threads, flash_attn=flash_attn)
+            self.opened[flash_attn] = ctx
+            t0 = time.perf_counter()
+            seqs = tuple(range(self.n_seq))
+            _decode_chunks(ctx, [Token(int(t), i, seqs) for i, t in enumerate(self.prompt)], self.n_batch)
+            _sync(ctx)
+            self.log(f"C={self.context}: prompt of {len(self.prompt)} tokens decoded in "
+                     f"{time.perf_counter() - t0:.1f} s" + (" (flash attention)" if flash_attn else ""))
+        return self.opened[flash_attn]
+
+    def close(self) -> None:
+        for ctx in self.opened.values():
+            ctx.close()
+        self.opened.clear()
+
+
+def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open_ctx: _PromptedContexts,
+                 prompt: np.ndarray, base: int, plan: _HogwildPlan, warmup: int, passes: int, step_tokens: int,
+                 ids: np.ndarray, facts: ModelFacts, per_cell: float, n_tensors: int, graph_check: bool,
+                 flash_attn: bool, rng: np.random.Generator, log: Log) -> list[BenchRow]:
+    """Both methods at one (W, C): ``rounds`` alternating runs of each, their timed passes pooled."""
+    run_hogwild = "hogwild" in methods
+    skipped = None
+    n_blk = Layout(LayoutKind.COMBINED, w, capacity=context, header_lengths=HEADER_LENGTHS).n_blocks
+    if run_hogwild:
+        fits, need, budget = hogwild_graph_fits(n_tensors, facts.n_layer, n_blk)
+        if graph_check and not fits:
+            run_hogwild = False
+            skipped = (f"skipped: a {n_blk}-block graph needs ~{need} tensors, llama.cpp reserves {budget} "
+                       "(patch 0001 does not reserve its nodes)")
+    stock_t: list[float] = []
+    hog_t: list[float] = []
+    stock_cells = hog_cells = moves = 0
+    p_stock = context - w * (warmup + passes)
+    for _ in range(rounds):
+        if "stock" in methods:
+            times, stock_cells, p_stock = _run_stock(open_ctx(flash_attn), prompt, base, w, context, warmup, passes,
+                                                     ids)
+            stock_t += times
+        if run_hogwild:
+            times, hog_cells, n, n_blk = _run_hogwild(open_ctx(False), prompt, base, plan, context, warmup, passes,
+                                                      step_tokens, ids, facts.n_head, facts.n_vocab, rng)
+            hog_t += times
+            moves += n
+    rows = []
+    stock_ms = None
+    if stock_t:
+        med, mean, lo, hi = _summary(stock_t)
+        stock_ms = med
+        rows.append(BenchRow("stock", w, context, stock_cells, p_stock, len(stock_t), med, mean, lo, hi,
+                             w / med * 1e3, None, stock_cells * per_cell, w * stock_cells * per_cell,
+                             times_ms=[t * 1e3 for t in stock_t]))
+        log(f"stock   W={w} C={context}: {med:.2f} ms/pass ({w / med * 1e3:.1f} tok/s)")
+    if hog_t:
+        med, mean, lo, hi = _summary(hog_t)
+        ratio = med / stock_ms if stock_ms else None
+        rows.append(BenchRow("hogwild", w, context, hog_cells, plan.prompt, len(hog_t), med, mean, lo, hi,
+                             w / med * 1e3, ratio, hog_cells * per_cell, w * hog_cells * per_cell, moves=moves,
+                             blocks=n_blk, times_ms=[t * 1e3 for t in hog_t]))
+        log(f"hogwild W={w} C={context}: {med:.2f} ms/pass ({w / med * 1e3:.1f} tok/s)"
+            + (f", x{ratio:.2f} stock" if ratio else "") + f", {moves} moves, {n_blk} blocks")
+    elif skipped:
+        nan = float("nan")
+        rows.append(BenchRow("hogwild", w, context, 0, plan.prompt, 0, nan, nan, nan, nan, nan, None, nan, nan,
+                             blocks=n_blk, note=skipped))
+        log(f"hogwild W={w} C={context}: {skipped}")
+    return rows
+
+
+def run_bench(
+    model_path: str | Path,
+    *,
+    workers: Sequence[int] = DEFAULT_WORKERS,
+    contexts: Sequence[int] = CPU_CONTEXTS,
+    passes: int = 16,
+    warmup: int = 3,
+    gpu_layers: int = 0,
+    threads: int | None = None,
+    flash_attn: bool = False,
+    cache_type: str = "f16",
+    step_tokens: int = 32,
+    n_batch: int = 512,
+    methods: Sequence[str] = ("stock", "hogwild"),
+    seed: int = 0,
+    graph_check: bool = True,
+    rounds: int = 1,
+    log: Log | None = None,
+    model: Model | None = None,
+) -> list[BenchRow]:
+    """Time stock and Hogwild passes for every (W, C); see the module docstring. Returns the rows."""
+    log = log or (lambda _msg: None)
+    if cache_type not in CACHE_TYPES:
+        raise BackendError(f"unknown cache type {cache_type!r}; choose one of {', '.join(CACHE_TYPES)}")
+    if passes < 1 or warmup < 0 or step_tokens < 1 or rounds < 1:
+        raise BackendError("passes and rounds must be >= 1, warm-up >= 0 and step tokens >= 1")
+    workers = sorted(set(workers))
+    owned = model is None
+    model = model or Model(model_path, n_gpu_layers=gpu_layers)
+    try:
+        facts = model_facts(model)
+        per_cell = facts.kv_bytes_per_cell(cache_type)
+        n_tensors = gguf_tensor_count(model.path)
+        rng = np.random.default_rng(seed)
+        total = warmup + passes
+        max_w = max(workers)
+        rows: list[BenchRow] = []
+        for context in contexts:
+            plans = {w: _plan_hogwild(w, context, total, warmup, step_tokens) for w in workers}
+            lows = [context - w * total for w in workers] + [p.prompt for p in plans.values()]
+            base = min(lows)
+            if base < 1:
+                raise BackendError(f"context {context} is too small for {max_w} workers and {total} passes")
+            prompt = rng.integers(0, facts.n_vocab, context)
+            ids = rng.integers(0, facts.n_vocab, (total, max_w))
+            open_ctx = _PromptedContexts(model, context, max_w, n_batch, cache_type, threads, prompt[:base], log)
+            try:
+                for w in workers:
+                    rows += _bench_point(w, context, methods, rounds, open_ctx, prompt, base, plans[w], warmup,
+                                         passes, step_tokens, ids, facts, per_cell, n_tensors, graph_check, flash_attn,
+                                         rng, log)
+            finally:
+                open_ctx.close()
+        return rows
+    finally:
+        if owned:
+            model.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def machine_name() -> str:
+    """CPU model (platform.processor() or /proc/cpuinfo) plus the NVIDIA GPUs nvidia-smi names, if any."""
+    cpu = platform.processor() or ""
+    if not cpu or cpu in ("x86_64", "aarch64", "arm", "i386"):
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    cpu = f"{cpu or platform.machine()} ({os.cpu_count()} cores)"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=10, check=False)
+            gpus = [g.strip() for g in out.stdout.splitlines() if g.strip()]
+            if gpus:
+                return f"{', '.join(gpus)}; {cpu}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return cpu
+
+
+def git_commit() -> str:
+    """Short HEAD of the repository this file is in ('+dirty' with uncommitted changes to tracked files)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10, check=False)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=repo, timeout=10, check=False).returncode != 0
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
+def format_table(rows: Sequence[BenchRow], meta: dict) -> str:
+    """The Markdown report: a header of facts, then one row per (W, C, method)."""
+    lines = [
+        "## hogwild-local bench",
+        "",
+        f"- machine: {meta['machine']}",
+        f"- model: {meta['model']}",
+        f"- settings: {meta['settings']}",
+        f"- KV bytes per cell: {meta['kv_bytes_per_cell']:.0f} ({meta['kv_formula']})",
+        f"- commit: {meta['commit']}, date: {meta['date']}",
+        f"- command: `{meta['command']}`",
+        "",
+        ("ms/pass: median wall time of one decode of W tokens (one per worker), host work included; hogwild "
+         "passes include moving finished steps into the history (`moves`) and the K-shift that follows. "
+         "tok/s = W / median. KV: cells x bytes per cell, shared by all workers; replicated: W separate caches."),
+        "",
+        "| W | C | method | cells | ms/pass | mean | min | max | tok/s | hogwild/stock | KV MiB | replicated MiB | moves |",
+        "|--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r.context, r.workers, r.method != "stock")):
+        if r.note:
+            lines.append(f"| {r.workers} | {r.context} | {r.method} | {r.note} ||||||||||")
+            continue
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        moves = str(r.moves) if r.method == "hogwild" else ""
+        lines.append(
+            f"| {r.workers} | {r.context} | {r.method} | {r.cells_used} | {r.ms_per_pass:.2f} | {r.ms_mean:.2f} | "
+            f"{r.ms_min:.2f} | {r.ms_max:.2f} | {r.tokens_per_s:.1f} | {ratio} | {_mib(r.kv_bytes)} | "
+            f"{_mib(r.kv_bytes_replicated)} | {moves} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(rows: Sequence[BenchRow], path: str | Path, title: str) -> None:
+    """Tokens/s against workers, one line per (context, method): solid stock, dashed hogwild."""
+    import matplotlib  # optional: pip install hogwild-local[bench]
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    contexts = sorted({r.context for r in rows})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, context in enumerate(contexts):
+        for method, style in (("stock", "-"), ("hogwild", "--")):
+            pts = sorted((r.workers, r.tokens_per_s) for r in rows
+                         if r.context == context and r.method == method and not r.note)
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", color=colors[i % len(colors)], label=f"{method} C={context}")
+    ax.set_xlabel("workers (tokens per pass)")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r.workers for r in rows}), labels=[str(w) for w in sorted({r.workers for r in rows})])
+    ax.set_title(title, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def _int_list(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("expected positive integers")
+    return out
+
+
+def _load() -> float | None:
+    """The 1-minute load average (None where the OS has none): CPU timings mean little on a busy machine."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _json_row(row: BenchRow) -> dict:
+    """A row as JSON-safe values (NaN of skipped points becomes null)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
+
+
+def _command_line() -> str:
+    ctx = click.get_current_context(silent=True)
+    path = ctx.command_path if ctx else ""
+    if not path or path.endswith(".py") or path in ("bench", "__main__.py"):
+        path = "python -m hogwild_local.bench"
+    return " ".join([path, *map(shlex.quote, sys.argv[1:])])
+
+
+@click.command("bench")
+@click.option("--model", "model_spec", metavar="SPEC", help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
+@click.option("--synthetic", type=click.Choice(sorted(SHAPES)), help="Benchmark a random-weight model of this shape.")
+@click.option("--layers", type=int, help="Synthetic only: fewer layers than the real model.")
+@click.option("--quant", default="Q4_K_M", show_default=True, help="Synthetic only: quantization (f16 keeps the f16 file).")
+@click.option("--quantize-bin", type=click.Path(exists=True, dir_okay=False), help="llama-quantize binary (default: on PATH, else libllama's quantizer).")
+@click.option("--workers", default="1,2,4,8", show_default=True, callback=_int_list, help="Worker counts W.")
+@click.option("--contexts", callback=_int_list, help="Cells in the cache while timing [default: 1024,2048,4096 on CPU, and 8192 with GPU offload].")
+@click.option("--passes", default=16, show_default=True, type=click.IntRange(1), help="Timed passes per point.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed passes first.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1), help="Alternate stock and hogwild runs this many times per point and pool their passes (steadier ratios on a busy machine).")
+@click.option("--step-tokens", default=32, show_default=True, type=click.IntRange(1), help="Hogwild: a worker's step length before it moves into the history.")
+@click.option("--gpu-layers", type=int, help="Layers to offload [default: all if the library has GPU offload, else 0].")
+@click.option("--threads", type=int, help="CPU threads [default: all cores].")
+@click.option("--flash-attn", is_flag=True, help="Flash attention for the stock side (Hogwild always takes the non-FA path).")
+@click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)), help="KV cache type.")
+@click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1), help="n_batch (prompt chunk size).")
+@click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
+@click.option("--no-graph-check", is_flag=True, help="Run Hogwild points even where the graph is expected to overflow llama.cpp's budget (aborts if it does).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random token ids.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write meta and rows as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), help="Write a PNG of tokens/s vs workers.")
+def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, contexts, passes, warmup, rounds,
+                  step_tokens,
+                  gpu_layers, threads, flash_attn, cache_type, n_batch, methods, no_graph_check, seed, json_path,
+                  plot_path) -> None:
+    """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells."""
+    from hogwild_local.backend import library_info
+    from hogwild_local.models import ModelError, resolve_model
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    if model_spec and synthetic:
+        raise click.UsageError("give --model or --synthetic, not both")
+    if layers is not None and not synthetic:
+        raise click.UsageError("--layers is for --synthetic models")
+    methods = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not methods or set(methods) - {"stock", "hogwild"}:
+        raise click.UsageError("--methods takes stock, hogwild or both")
+    info = library_info()
+    if not info["ok"]:
+        raise click.ClickException(info["error"])
+    if gpu_layers is None:
+        gpu_layers = 999 if info["gpu_offload"] else 0
+    contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
+    threads = threads or os.cpu_count() or 1
+    try:
+        if synthetic:
+            path = synthetic_model(synthetic, layers=layers, quant=quant, quantize_bin=quantize_bin, threads=threads,
+                                   log=log)
+        else:
+            path = resolve_model(model_spec)
+        load_before = _load()
+        t0 = time.perf_counter()
+        model = Model(path, n_gpu_layers=gpu_layers)
+        log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
+        try:
+            facts = model_facts(model)
+            rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
+                             gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
+                             step_tokens=step_tokens, n_batch=n_batch, methods=methods, seed=seed,
+                             graph_check=not no_graph_check, rounds=rounds, log=log, model=model)
+        finally:
+            model.close()
+    except (BackendError, ModelError) as err:
+        raise click.ClickException(str(err)) from None
+
+    meta = {
+        "machine": machine_name(),
+        "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
+                  f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
+                  f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
+        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn "
+                     f"{'on (stock only)' if flash_attn else 'off'}, n_batch {n_batch}, {passes} timed passes after "
+                     f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
+                     + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
+                     + (f", load average {load_before:.2f} before / {_load():.2f} after" if load_before is not None
+                        else "")),
+        "kv_bytes_per_cell": facts.kv_bytes_per_cell(cache_type),
+        "kv_formula": (f"{facts.n_layer} layers x {facts.n_head_kv} KV heads x ({facts.head_dim_k} + "
+                       f"{facts.head_dim_v}) x {CACHE_TYPE_BYTES[cache_type]:g} B"),
+        "commit": git_commit(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": _command_line(),
+        "library": info.get("library"),
+        "model_path": str(path),
+        "model_facts": asdict(facts),
+    }
+    click.echo(format_table(rows, meta))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"meta": meta, "rows": [_json_row(r) for r in rows]}, indent=1) + "\n")
+        log(f"wrote {json_path}")
+    if plot_path:
+        write_plot(rows, plot_path, f"{facts.name}, {threads} threads, {gpu_layers} GPU layers\n{meta['machine']}")
+        log(f"wrote {plot_path}")
+
+
+if __name__ == "__main__":
+    bench_command()

@@ -1,0 +1,121 @@
+"""The speed benchmark (hogwild_local.bench) on tiny models: it runs, its rows are consistent, and the
+synthetic GGUF writer produces files llama.cpp loads. Timings are not checked; one thread, because
+ggml's threads spin-wait and a shared machine makes two of them crawl."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tiny_gguf import write_tiny_model
+
+from hogwild_local.backend import Model, Token
+from hogwild_local.bench import (
+    SHAPES,
+    bench_command,
+    format_table,
+    gguf_tensor_count,
+    model_facts,
+    quantize_model,
+    run_bench,
+    write_synthetic_model,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("bench") / "tiny.gguf", "llama", seed=3).path
+
+
+def test_run_bench_rows(tiny_path):
+    rows = run_bench(tiny_path, workers=(1, 2), contexts=(256,), passes=2, threads=1)
+    assert sorted((r.method, r.workers) for r in rows) == [("hogwild", 1), ("hogwild", 2), ("stock", 1), ("stock", 2)]
+    by = {(r.method, r.workers): r for r in rows}
+    # tiny llama: 2 layers x 2 KV heads x (16 + 16) x 2 bytes (f16)
+    per_cell = 2 * 2 * 32 * 2
+    for w in (1, 2):
+        stock, hog = by["stock", w], by["hogwild", w]
+        assert abs(stock.cells_used - hog.cells_used) <= w
+        assert stock.cells_used == 256
+        assert hog.ratio is not None and hog.ratio > 0 and stock.ratio is None
+        assert hog.blocks > 0 and not hog.note
+        for r in (stock, hog):
+            assert r.passes == 2 and len(r.times_ms) == 2 and r.ms_per_pass > 0
+            assert r.tokens_per_s == pytest.approx(w / r.ms_per_pass * 1e3)
+            assert r.kv_bytes == r.cells_used * per_cell
+            assert r.kv_bytes_replicated == w * r.kv_bytes
+    table = format_table(rows, {"machine": "m", "model": "tiny", "settings": "s", "kv_bytes_per_cell": per_cell,
+                                "kv_formula": "f", "commit": "c", "date": "d", "command": "cmd"})
+    body = [line for line in table.splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert len(body) == 4 and sum("| hogwild |" in line for line in body) == 2
+
+
+def test_context_too_small(tiny_path):
+    from hogwild_local.backend import BackendError
+
+    with pytest.raises(BackendError, match="too small"):
+        run_bench(tiny_path, workers=(8,), contexts=(128,), passes=16, threads=1)
+
+
+def test_cli_json(tiny_path, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(bench_command, ["--model", str(tiny_path), "--workers", "1,2", "--contexts", "256",
+                                                "--passes", "2", "--warmup", "1", "--threads", "1", "--rounds", "2",
+                                                "--gpu-layers", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| 2 | 256 | hogwild |" in result.output
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 4 and data["meta"]["model_facts"]["n_layer"] == 2
+    assert all(row["passes"] == 4 and len(row["times_ms"]) == 4 for row in data["rows"])  # 2 rounds x 2 passes
+
+
+def test_synthetic_writer_loads(tmp_path):
+    path = write_synthetic_model(tmp_path / "syn.gguf", "smollm2-135m", layers=2)
+    shape = SHAPES["smollm2-135m"]
+    assert gguf_tensor_count(path) == 2 + 9 * 2  # embedding, output norm, 9 per layer (tied output)
+    with Model(path) as model:
+        facts = model_facts(model)
+        assert (facts.architecture, facts.n_layer, facts.n_head, facts.n_head_kv, facts.head_dim_k) == (
+            "llama", 2, shape.n_head, shape.n_head_kv, 64)
+        assert facts.n_vocab == shape.n_vocab
+        assert facts.kv_bytes_per_cell("f16") == 2 * 3 * (64 + 64) * 2
+        with model.context(n_ctx=256, n_seq=1, n_threads=1) as ctx:
+            ctx.decode([Token(t, i, (0,), i == 3) for i, t in enumerate([1, 500, 49000, 7])])
+            assert np.isfinite(ctx.logits(3)).all()
+    # quantized the way `--quant Q4_K_M` does it without a llama-quantize binary (libllama's quantizer)
+    q = tmp_path / "syn-q4_k_m.gguf"
+    assert quantize_model(path, q, "Q4_K_M", threads=1) in ("libllama", "llama-quantize")
+    assert q.stat().st_size < path.stat().st_size / 2
+    with Model(q) as model, model.context(n_ctx=256, n_seq=2, n_threads=1) as ctx:
+        ctx.decode([Token(5, 0, (0, 1)), Token(6, 1, (0,), True), Token(7, 1, (1,), True)])
+        assert np.isfinite(ctx.logits(1)).all()
+
+
+def test_synthetic_qwen2_untied_loads(tmp_path, monkeypatch):
+    """The qwen2 path of the writer (q/k/v biases, separate output matrix as in qwen2.5-7b), at toy size."""
+    from hogwild_local import bench
+
+    toy = bench.Shape("qwen2", 512, 128, 2, 4, 2, 256, 1e6, 1e-6, 32768, tied_output=False, qkv_bias=True)
+    monkeypatch.setitem(bench.SHAPES, "toy-qwen2", toy)
+    path = bench.synthetic_model("toy-qwen2", quant="Q8_0", out_dir=tmp_path, threads=1)
+    assert path.name == "synthetic-toy-qwen2-2l-q8_0.gguf" and not (tmp_path / "synthetic-toy-qwen2-2l-f16.gguf").exists()
+    assert gguf_tensor_count(path) == 3 + 12 * 2
+    with Model(path) as model:
+        assert model.info.architecture == "qwen2" and model.info.n_vocab == 512
+        rows = run_bench(path, workers=(2,), contexts=(256,), passes=1, warmup=1, threads=1, model=model)
+        assert [r.method for r in rows] == ["stock", "hogwild"]
+
+
+def test_graph_budget_guard():
+    """Calibrated on SmolLM2-135M (272 tensors, 30 layers): 14 blocks (W=5) ran, 16 (W=6) aborted in ggml."""
+    from hogwild_local.bench import BenchRow, hogwild_graph_fits
+
+    assert hogwild_graph_fits(272, 30, 14)[0] and not hogwild_graph_fits(272, 30, 16)[0]
+    assert hogwild_graph_fits(339, 28, 20)[0]  # Qwen2.5-1.5B at W=8 ran
+    nan = float("nan")
+    row = BenchRow("hogwild", 8, 1024, 0, 0, 0, nan, nan, nan, nan, nan, None, nan, nan, blocks=20, note="skipped: x")
+    table = format_table([row], {"machine": "m", "model": "t", "settings": "s", "kv_bytes_per_cell": 1,
+                                 "kv_formula": "f", "commit": "c", "date": "d", "command": "cmd"})
+    assert "| 8 | 1024 | hogwild | skipped: x |" in table

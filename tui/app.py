@@ -1,0 +1,366 @@
+"""The Hogwild! TUI: watch W workers write into one shared KV cache, steer them, and look inside.
+
+Inference runs in a thread worker (:func:`tui.runner.run_generation`) that puts every record into a
+queue; a timer drains the queue 25 times a second and updates the widgets in one batch, so the UI
+stays responsive however fast the model writes. The app owns the run's state (events received,
+block texts, phase); widgets only show what they are given.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.widgets import Footer, Header
+
+from hogwild_local.engine import Generation, RunConfig
+from hogwild_local.events import AnswerEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from hogwild_local.layout import WORKER_NAMES
+from hogwild_local.transcript import TranscriptWriter
+
+from .answer import AnswerPanel
+from .blocks import BlockTexts
+from .dialogs import Settings, SettingsScreen, TextDialog
+from .panes import HistoryPane, WorkerGrid
+from .runner import Failed, Finished, Loading, ModelCache, Notice, Record, Started, run_generation, write_transcript
+from .status import StatusBar
+from .view_as import ViewAsScreen
+
+SAMPLE_PROBLEM = (
+    "A baker makes 24 muffins in the morning and twice as many in the afternoon. "
+    "She sells 50 muffins and gives 10 to her neighbours. How many muffins does she have left?"
+)
+TICK_S = 1 / 25  # how often the queue is drained into the widgets
+MAX_RECORDS_PER_TICK = 5000  # keeps one tick short even after a burst
+ACTIVE_PHASES = ("loading", "running", "paused", "stopping")
+
+
+class HogwildApp(App[int]):
+    """Worker panes, history, status bar and answer panel for one Hogwild! run at a time."""
+
+    TITLE = "Hogwild!"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    Screen { layout: vertical; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "start", "Start"),
+        Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
+        Binding("x", "stop", "Stop"),
+        Binding("i", "hint", "Hint"),
+        Binding("v", "view_as", "View as"),
+        Binding("n", "new_problem", "New"),
+        Binding("o", "settings", "Settings"),
+        Binding("w", "save", "Save"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    phase: reactive[str] = reactive("idle")
+
+    def __init__(self, model_spec: str | None, problem: str | None, config: RunConfig,
+                 transcript: Path | None = None, *, autostart: bool = True, models: ModelCache | None = None) -> None:
+        super().__init__()
+        self.model_spec, self.problem, self.config = model_spec, problem, config
+        self.transcript, self.autostart = transcript, autostart
+        self.inbox: queue.SimpleQueue[Record] = queue.SimpleQueue()
+        self.models = models or ModelCache()
+        self.run_problem = problem or ""  # the problem of the current run (n may change self.problem meanwhile)
+        self.events: list[Event] = []  # everything received in the current run (the transcript)
+        self.generation: Generation | None = None
+        self.texts: BlockTexts | None = None
+        self.run_config = config  # the configuration of the current run (settings apply to the next)
+        self.cancel = threading.Event()
+        self.run_done = threading.Event()
+        self.run_done.set()
+        self.stats: StatsEvent | None = None
+        self.start_after_run = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◇")
+        yield WorkerGrid(id="workers")
+        yield HistoryPane(id="history")
+        yield AnswerPanel(id="answer")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.sub_title = self._describe(self.config)
+        await self.query_one(WorkerGrid).set_workers(list(WORKER_NAMES[:self.config.n_workers]))
+        self.set_interval(TICK_S, self.drain)
+        if self.problem and self.autostart:
+            await self.begin_run()
+        elif self.problem:
+            await self.query_one(HistoryPane).clear(self.problem)
+            self.query_one(StatusBar).show_message("press s to start")
+        else:
+            self.action_new_problem()
+
+    def on_unmount(self) -> None:
+        self._stop_run()
+
+    # the run ----------------------------------------------------------------------------------------
+
+    async def begin_run(self) -> None:
+        """Reset the panes and start a run of the current problem and settings in a thread."""
+        cfg, self.run_config, self.run_problem = self.config, self.config, self.problem
+        self.events, self.generation, self.texts, self.stats = [], None, None, None
+        self.cancel, self.run_done = threading.Event(), threading.Event()
+        await self.query_one(WorkerGrid).set_workers(list(WORKER_NAMES[:cfg.n_workers]))
+        await self.query_one(HistoryPane).clear(self.problem)
+        self.query_one(AnswerPanel).clear()
+        self.query_one(StatusBar).reset(cfg.budget)
+        self.sub_title = self._describe(cfg)
+        self.phase = "loading"
+        self.run_in_thread(self.model_spec, self.problem, cfg, self.cancel, self.run_done, self._open_transcript())
+
+    def _open_transcript(self) -> TranscriptWriter | None:
+        """The --transcript file, appended to by every run (None if not asked for, or not writable)."""
+        if self.transcript is None:
+            return None
+        try:
+            return TranscriptWriter(self.transcript, {"problem": self.problem})
+        except OSError as err:
+            self.notify(f"cannot write the transcript {self.transcript}: {err.strerror or err}", severity="error",
+                        markup=False)
+            return None
+
+    @work(thread=True, group="generation")
+    def run_in_thread(self, model_spec: str | None, problem: str, config: RunConfig, cancel: threading.Event,
+                      done: threading.Event, writer: TranscriptWriter | None) -> None:
+        """Load the model and run the generation off the UI thread (records go to the inbox)."""
+        try:
+            run_generation(self.inbox, self.models, model_spec, problem, config, cancel, writer)
+        finally:
+            done.set()
+
+    def drain(self) -> None:
+        """Take what the inference thread produced since the last tick and show it in one batch."""
+        handled = 0
+        while handled < MAX_RECORDS_PER_TICK:
+            try:
+                record = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self.handle(record)
+            handled += 1
+        if handled:
+            grid = self.query_one(WorkerGrid)
+            if self.stats is not None:
+                self.query_one(StatusBar).show_stats(self.stats)
+                for name, rate in self.stats.worker_tokens_per_s.items():
+                    if name in grid.panes:
+                        grid.panes[name].set_rate(rate)
+            grid.flush()
+
+    def handle(self, record: Record) -> None:
+        """Account for one record of the inference thread (widgets that re-render per tick are flushed later)."""
+        status = self.query_one(StatusBar)
+        if isinstance(record, Loading):
+            status.show_message(f"loading model {record.model} ...")
+        elif isinstance(record, Started):
+            self.generation = record.generation
+            self.texts = BlockTexts(record.prompt, self.run_config.layout_kind)
+            if self.phase == "loading":
+                self.phase = "running"
+            status.show_message("prefilling the prompt ...")
+        elif isinstance(record, Failed):
+            self.notify(record.message, title="Error", severity="error", markup=False)
+            status.show_message(record.message)
+            self.phase = "failed"
+        elif isinstance(record, Notice):
+            self.notify(record.message, severity="warning", markup=False)
+        elif isinstance(record, Finished):
+            self._end_run()
+        else:
+            self.events.append(record)
+            if self.texts is not None:
+                self.texts.add(record)
+            self._show_event(record)
+
+    def _show_event(self, event: Event) -> None:
+        if isinstance(event, TokenEvent):
+            pane = self.query_one(WorkerGrid).panes.get(event.worker)
+            if pane is not None:
+                pane.add(event.text, event.forced)
+        elif isinstance(event, StepEvent):
+            self.query_one(HistoryPane).add_step(event.worker, event.step, event.text)
+        elif isinstance(event, StatsEvent):
+            self.stats = event
+        elif isinstance(event, StartEvent):
+            self.sub_title = self._describe(self.run_config, Path(event.model["path"]).stem)
+        elif isinstance(event, AnswerEvent):
+            self.query_one(AnswerPanel).show_answer(event)
+            self.phase = "done"
+
+    def _end_run(self) -> None:
+        """The thread is done: settle the phase, start a queued run."""
+        if self.phase in ACTIVE_PHASES:  # cancelled while the model was loading
+            self.phase = "idle"
+            self.query_one(StatusBar).show_message("stopped before the run began")
+        if self.start_after_run:
+            self.start_after_run = False
+            self.call_later(self.begin_run)
+
+    def _stop_run(self) -> None:
+        """Stop the current run after its pass (or skip it if the model is still loading)."""
+        self.cancel.set()
+        if self.generation is not None:
+            self.generation.stop()
+
+    def release(self, timeout: float = 60.0) -> bool:
+        """Wait for the inference thread to end (after a stop it only runs the finisher), then free the model.
+
+        Returns False if the thread was still running after ``timeout`` seconds (the model is kept then).
+        """
+        self._stop_run()
+        if not self.run_done.wait(timeout):
+            return False
+        self.models.close()
+        return True
+
+    # keys -------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Which keys apply now: None greys a key out in the footer, False hides it."""
+        active = self.phase in ACTIVE_PHASES
+        if action == "start":
+            return None if active else True
+        if action == "pause":
+            return {"running": True, "paused": False}.get(self.phase)
+        if action == "resume":
+            return self.phase == "paused"
+        if action == "stop":
+            return True if self.phase in ("loading", "running", "paused") else None
+        if action == "hint":
+            return True if self.phase in ("running", "paused") else None
+        if action == "view_as":
+            return True if self.generation is not None and self.generation.layout is not None else None
+        if action == "save":
+            return True if self.events else None
+        return True
+
+    def watch_phase(self, phase: str) -> None:
+        self.query_one(StatusBar).set_phase(phase)
+        self.refresh_bindings()
+
+    async def action_start(self) -> None:
+        """Start a run (asks for a problem first if there is none)."""
+        if not self.problem:
+            self.action_new_problem()
+        else:
+            await self.begin_run()
+
+    def action_pause(self) -> None:
+        """Hold the workers before their next pass."""
+        self.generation.pause()
+        self.phase = "paused"
+
+    def action_resume(self) -> None:
+        """Let the workers continue."""
+        self.generation.resume()
+        self.phase = "running"
+
+    def action_stop(self) -> None:
+        """Stop generating; the finisher still writes the final answer."""
+        self._stop_run()
+        self.phase = "stopping"
+        self.query_one(StatusBar).show_message("stopping: the finisher is writing the answer ...")
+
+    def action_new_problem(self) -> None:
+        """Ask for a problem and run it (stopping the current run first)."""
+        self.push_screen(TextDialog("New problem", self.problem or SAMPLE_PROBLEM), self._new_problem)
+
+    async def _new_problem(self, problem: str | None) -> None:
+        if problem is None:
+            return
+        self.problem = problem
+        if self.phase in ACTIVE_PHASES:
+            self.start_after_run = True
+            self.action_stop()
+        else:
+            await self.begin_run()
+
+    def action_hint(self) -> None:
+        """Ask for a hint that enters the shared history as a step of "User"."""
+        self.push_screen(TextDialog("Hint for the workers (joins the shared history as User)",
+                                    placeholder="e.g. Check the afternoon count again."), self._hint)
+
+    def _hint(self, text: str | None) -> None:
+        if text is None or self.generation is None:
+            return
+        self.generation.add_note(text)
+        self.notify("hint queued: it joins the history before the next pass"
+                    + (" (after resume)" if self.phase == "paused" else ""), markup=False)
+
+    def action_view_as(self) -> None:
+        """Show exactly what a worker attends to, block by block."""
+        if self.generation is None or self.generation.layout is None or self.texts is None:
+            self.notify("nothing to show yet: the run has not started", severity="warning")
+            return
+        self.push_screen(ViewAsScreen(self.generation.layout, self.texts))
+
+    def action_settings(self) -> None:
+        """Edit the model and run settings (they apply to the next run)."""
+        self.push_screen(SettingsScreen(Settings(self.model_spec, self.config)), self._settings)
+
+    def _settings(self, settings: Settings | None) -> None:
+        if settings is None:
+            return
+        self.model_spec, self.config = settings.model_spec, settings.config
+        if self.phase in ACTIVE_PHASES:
+            self.notify("the new settings apply to the next run")
+        else:
+            self.sub_title = self._describe(self.config)
+
+    def action_save(self) -> None:
+        """Ask where to write the events received so far (JSON lines), then write them."""
+        default = Path(f"hogwild-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+        self.push_screen(TextDialog("Save transcript (JSON lines) to", str(default)),
+                         lambda path: path and self._save(Path(path).expanduser()))
+
+    def _save(self, path: Path) -> None:
+        try:
+            write_transcript(self.run_problem, self.events, path)
+        except OSError as err:
+            self.notify(f"cannot write {path}: {err.strerror or err}", severity="error", markup=False)
+            return
+        self.notify(f"saved {len(self.events)} events to {path}", markup=False)
+
+    async def action_quit(self) -> None:
+        """Stop the run (the finisher ends it quickly) and leave."""
+        self._stop_run()
+        self.exit(0)
+
+    # helpers ----------------------------------------------------------------------------------------
+
+    def _describe(self, cfg: RunConfig, model: str | None = None) -> str:
+        """The header's subtitle: model, workers, layout, budget."""
+        layout = cfg.layout if cfg.method == "hogwild" else cfg.method
+        return (f"{model or self.model_spec or 'default model'} · {cfg.n_workers} workers · {layout}"
+                f" · budget {cfg.budget} · T {cfg.sampling.temperature:g}")
+
+
+def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, transcript: Path | None, *,
+            gpu_layers: int = 0, main_gpu: int = 0, tensor_split: list[float] | None = None) -> int:
+    """Run the TUI until the user quits; returns the exit code for the CLI.
+
+    ``transcript``: every run appends its events there as they happen (as ``hogwild run --transcript``).
+    ``gpu_layers``, ``main_gpu``, ``tensor_split``: where the model's layers go, as for ``hogwild run``.
+    """
+    # llama.cpp's idle OpenMP threads spin by default; beside the UI thread, or on a busy machine, the
+    # spinning starves the threads that decode (10x slower on 2 shared cores). Read when llama.cpp loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    models = ModelCache(gpu_layers=gpu_layers, main_gpu=main_gpu, tensor_split=tensor_split)
+    app = HogwildApp(model_spec, problem, config, transcript, models=models)
+    app.run()
+    app.release()
+    return app.return_code or 0

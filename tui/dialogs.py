@@ -1,0 +1,130 @@
+"""Modal dialogs: one line of text (problem, hint, transcript path) and the run settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select
+
+from hogwild_local.engine import RunConfig
+from hogwild_local.layout import MAX_WORKERS
+from hogwild_local.models import default_model
+
+LAYOUTS = ("combined", "contiguous", "stepwise")
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{
+    width: 90%;
+    max-width: 100;
+    height: auto;
+    border: thick $primary;
+    background: $surface;
+    padding: 0 1;
+}}
+{name} .title {{ text-style: bold; width: 1fr; }}
+{name} .hint {{ color: $text-muted; width: 1fr; }}
+{name} .message {{ color: $error; width: 1fr; }}
+"""
+
+
+class TextDialog(ModalScreen[str | None]):
+    """Ask for one line of text; enter returns it (None on escape or when empty)."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="TextDialog")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.title_text, self.value, self.placeholder = title, value, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="title")
+            yield Input(self.value, placeholder=self.placeholder)
+            yield Label("enter: OK · escape: cancel", classes="hint")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the settings screen edits: the model and the run configuration."""
+
+    model_spec: str | None
+    config: RunConfig
+
+
+class SettingsScreen(ModalScreen[Settings | None]):
+    """Model, workers, layout, budget, temperature and seed; they apply to the next run."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="SettingsScreen") + """
+    SettingsScreen .row { height: 1; margin-top: 1; }
+    SettingsScreen .row > Label { width: 14; }
+    SettingsScreen .row > Input, SettingsScreen .row > Select { width: 1fr; }
+    SettingsScreen #buttons { height: 1; margin-top: 1; align-horizontal: right; }
+    SettingsScreen Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        cfg = self.settings.config
+        with Vertical():
+            yield Label("Settings (apply to the next run)", classes="title")
+            yield _row("model", Input(self.settings.model_spec or "", id="model", compact=True,
+                                           placeholder=f"default: {default_model().name}"))
+            yield _row("workers", Select([(str(n), n) for n in range(1, MAX_WORKERS + 1)], value=cfg.workers,
+                                              allow_blank=False, id="workers", compact=True))
+            yield _row("layout", Select([(name, name) for name in LAYOUTS], value=cfg.layout,
+                                             allow_blank=False, id="layout", compact=True))
+            yield _row("budget", Input(str(cfg.budget), type="integer", id="budget", compact=True))
+            yield _row("temperature", Input(str(cfg.sampling.temperature), type="number", id="temperature",
+                                                 compact=True))
+            yield _row("seed", Input(str(cfg.sampling.seed), type="integer", id="seed", compact=True))
+            yield Label("", classes="message", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Apply", variant="primary", id="apply", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    @on(Button.Pressed, "#apply")
+    @on(Input.Submitted)
+    def apply(self) -> None:
+        """Check the numbers and return the new settings."""
+        try:
+            budget = int(self.query_one("#budget", Input).value)
+            temperature = float(self.query_one("#temperature", Input).value)
+            seed = int(self.query_one("#seed", Input).value)
+        except ValueError:
+            self.query_one("#error", Label).update("budget and seed must be whole numbers, temperature a number")
+            return
+        if budget < 1:
+            self.query_one("#error", Label).update("the budget must be at least 1 pass")
+            return
+        cfg = self.settings.config
+        config = replace(cfg, workers=self.query_one("#workers", Select).value,
+                         layout=self.query_one("#layout", Select).value, budget=budget,
+                         sampling=replace(cfg.sampling, temperature=temperature, seed=seed))
+        self.dismiss(Settings(self.query_one("#model", Input).value.strip() or None, config))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _row(label: str, field: Input | Select) -> Horizontal:
+    return Horizontal(Label(label), field, classes="row")

@@ -1,0 +1,141 @@
+"""The part of the TUI that runs off the UI thread: load the model, run one generation, report in order.
+
+Everything the run produces goes into one queue, in order: lifecycle records (:class:`Loading`,
+:class:`Started`, :class:`Failed`, :class:`Notice`, :class:`Finished`) and the engine's events. The app drains the
+queue on a timer, so a fast model never floods the UI with one message per token.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hogwild_local import prompts
+from hogwild_local.backend import BackendError, Model
+from hogwild_local.engine import EngineError, Generation, RunConfig
+from hogwild_local.events import Event, to_dict
+from hogwild_local.models import ModelError, default_model, resolve_model
+from hogwild_local.transcript import TranscriptWriter
+
+
+@dataclass(frozen=True)
+class Loading:
+    """The model is being resolved (maybe downloaded) and loaded."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """The model is loaded and the generation exists: its controls and layout can be used from now on."""
+
+    generation: Generation
+    prompt: str  # the full prompt text (chat template applied), the start of the common block
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A user-facing error (model, engine or backend): one line."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not end the run (one line)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run is over (after an answer, a failure, or a cancel during loading)."""
+
+
+Record = Loading | Started | Failed | Notice | Finished | Event
+
+
+class ModelCache:
+    """The last loaded model, kept so that the next run on the same file starts at once.
+
+    ``gpu_layers``, ``main_gpu`` and ``tensor_split`` are passed to :class:`Model` (as ``hogwild run`` does).
+    """
+
+    def __init__(self, *, gpu_layers: int = 0, main_gpu: int = 0, tensor_split: list[float] | None = None) -> None:
+        self.options = {"n_gpu_layers": gpu_layers, "main_gpu": main_gpu, "tensor_split": tensor_split}
+        self.path: Path | None = None
+        self.model: Model | None = None
+
+    def get(self, spec: str | None) -> Model:
+        """The model for ``spec`` (a manifest name, hf: spec or path; None for the default)."""
+        path = resolve_model(spec, progress=False)
+        if self.model is None or path != self.path:
+            self.close()
+            self.model, self.path = Model(path, **self.options), path
+        return self.model
+
+    def close(self) -> None:
+        """Free the weights."""
+        if self.model is not None:
+            self.model.close()
+            self.model, self.path = None, None
+
+
+def prompt_text(model: Model, problem: str, config: RunConfig) -> str:
+    """The prompt exactly as the engine writes it (chat template applied), for the view-as screen."""
+    text = model.apply_chat_template([("user", prompts.user_message(problem, config.n_workers))])
+    return text + "<think>\n" if config.think else text
+
+
+def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str | None, problem: str,
+                   config: RunConfig, cancel: threading.Event, writer: TranscriptWriter | None = None) -> None:
+    """Load the model and run one generation, putting every record into ``inbox``; ends with Finished.
+
+    ``cancel`` (set by the UI on stop or quit) skips the run if the model is still loading, and
+    otherwise stops the generation after its current pass; the finisher still writes an answer.
+    ``writer`` (``--transcript``) gets every event as it happens, even after the UI has quit; it is closed here.
+    """
+    generation = None
+    try:
+        inbox.put(Loading(model_spec or default_model().name))
+        model = models.get(model_spec)
+        if cancel.is_set():
+            return
+        generation = Generation(model, problem, config)
+        inbox.put(Started(generation, prompt_text(model, problem, config)))
+        for event in generation.events():
+            inbox.put(event)
+            if writer is not None:
+                writer = _record(writer, event, inbox)
+            if cancel.is_set():
+                generation.stop()
+    except (ModelError, EngineError, BackendError) as err:
+        inbox.put(Failed(str(err)))
+    finally:
+        if generation is not None and generation.ctx is not None:
+            generation.ctx.close()  # free the KV cache now; the layout stays readable for the view-as screen
+        if writer is not None:
+            writer.close()
+        inbox.put(Finished())
+
+
+def _record(writer: TranscriptWriter, event: Event, inbox: queue.SimpleQueue) -> TranscriptWriter | None:
+    """Write one event to the transcript; on a write error, report it once and stop writing (the run goes on)."""
+    try:
+        writer.write(event)
+    except OSError as err:
+        inbox.put(Notice(f"the transcript {writer.path} is no longer written: {err.strerror or err}"))
+        return None
+    return writer
+
+
+def write_transcript(problem: str, events: Iterable[Event], path: Path) -> None:
+    """Write a header with the problem, then the events as JSON lines (``hogwild transcript show`` reads it)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"type": "header", "problem": problem}, ensure_ascii=False) + "\n")
+        for event in events:
+            out.write(json.dumps(to_dict(event), ensure_ascii=False) + "\n")
