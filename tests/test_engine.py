@@ -143,3 +143,26 @@ def test_single_worker_and_self_consistency_run(smollm2):
         assert answer.type == "answer" and answer.passes == 16
         if method == "self-consistency":
             assert sum(answer.votes.values()) <= 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"rope_type": -1}, "llama: no RoPE is not supported (needs plain RoPE)"),
+        ({"rope_type": 8}, "llama: M-RoPE is not supported (needs plain RoPE)"),
+        ({"is_recurrent": True}, "llama: recurrent or hybrid memory cannot share a KV cache between workers"),
+        ({"is_hybrid": True}, "llama: recurrent or hybrid memory cannot share a KV cache between workers"),
+        ({"n_swa": 512}, "llama: sliding-window attention is not supported yet"),
+    ],
+)
+def test_refusals(smollm2, change, message):
+    """What check_model says about architectures the shared cache cannot serve (model facts varied)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from hogwild_local.engine import check_model
+
+    check_model(smollm2)  # the real model passes
+    with pytest.raises(EngineError) as err:
+        check_model(SimpleNamespace(info=replace(smollm2.info, **change)))
+    assert str(err.value) == message
