@@ -146,6 +146,34 @@ def library_info() -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
+# native objects
+
+
+class NativeHandle:
+    """An object owning a llama.cpp pointer: freed once, by close(), a with-block, or garbage collection."""
+
+    ptr = None
+
+    def _free(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the native object (idempotent)."""
+        if self.ptr:
+            self._free()
+            self.ptr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
 # model
 
 
@@ -165,7 +193,7 @@ class ModelInfo:
     n_params: int
 
 
-class Model:
+class Model(NativeHandle):
     """A GGUF model loaded by llama.cpp (weights only; contexts are opened with :meth:`context`)."""
 
     def __init__(
@@ -278,20 +306,8 @@ class Model:
         """Open a context (see :class:`Context`)."""
         return Context(self, **kwargs)
 
-    def close(self) -> None:
-        """Free the weights."""
-        if getattr(self, "ptr", None):
-            self._llama.llama_model_free(self.ptr)
-            self.ptr = None
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
+    def _free(self) -> None:
+        self._llama.llama_model_free(self.ptr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,7 +324,7 @@ class Token:
     logits: bool = False
 
 
-class Context:
+class Context(NativeHandle):
     """A llama.cpp context with ONE unified KV cache shared by ``n_seq`` sequences.
 
     One context is not thread-safe: use it from one thread at a time.
@@ -463,21 +479,9 @@ class Context:
         if rc != 0:
             raise BackendError(f"{what}: error {rc}")
 
-    def close(self) -> None:
-        """Free the context."""
-        if getattr(self, "ptr", None):
-            self._llama.llama_batch_free(self._batch)
-            self._llama.llama_free(self.ptr)
-            self.ptr = None
-
-    def __enter__(self) -> Context:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
+    def _free(self) -> None:
+        self._llama.llama_batch_free(self._batch)
+        self._llama.llama_free(self.ptr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -497,7 +501,7 @@ class SamplingParams:
     seed: int = 0
 
 
-class Sampler:
+class Sampler(NativeHandle):
     """A llama.cpp sampler chain (penalties, top-k, top-p, min-p, temperature, then a seeded draw)."""
 
     def __init__(self, model: Model, params: SamplingParams, *, seed_offset: int = 0) -> None:
@@ -525,11 +529,5 @@ class Sampler:
         """Tell the penalties about a token written without sampling (forced text)."""
         self._llama.llama_sampler_accept(self.ptr, token)
 
-    def close(self) -> None:
-        """Free the chain."""
-        if getattr(self, "ptr", None):
-            self._llama.llama_sampler_free(self.ptr)
-            self.ptr = None
-
-    def __del__(self) -> None:
-        self.close()
+    def _free(self) -> None:
+        self._llama.llama_sampler_free(self.ptr)

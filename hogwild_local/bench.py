@@ -19,10 +19,6 @@ Timing is wall-clock per pass (``llama_synchronize`` after each decode), median 
 after the warm-up. Both methods of one context share the prompt's cells: it is decoded once per C (with
 every sequence of the largest W) and each run only adds and then removes its own cells above it.
 
-A Hogwild point whose graph would overflow llama.cpp's graph budget (patch 0001 adds ~2 tensors per block
-and layer without reserving them; ggml then aborts the process) is skipped with a note, see
-:func:`hogwild_graph_fits`; ``--no-graph-check`` runs it anyway.
-
 ``--synthetic SHAPE`` benchmarks a random-weight model with the real tensor names, shapes and hyper-
 parameters of SmolLM2-135M or Qwen2.5-1.5B/7B (no tokenizer; token ids are random anyway), written with
 the ``gguf`` package in f16 and quantized by ``llama-quantize`` (or libllama's own quantizer).
@@ -321,7 +317,6 @@ class BenchRow:
     kv_bytes_replicated: float  # W separate caches of the same cells each
     moves: int = 0  # finished steps moved into the history during the timed passes
     blocks: int = 0  # Hogwild blocks (query copies per token)
-    note: str = ""  # why a point was skipped (its numbers are then NaN)
     times_ms: list[float] = field(default_factory=list)
 
 
@@ -343,26 +338,6 @@ def _plan_hogwild(workers: int, context: int, total_passes: int, warmup: int, st
     lengths = [(step_tokens - 1 - (warmup + w * step_tokens // workers)) % step_tokens for w in range(workers)]
     prompt = context - workers * total_passes - header_cells - sum(lengths)
     return _HogwildPlan(workers, prompt, header_cells, lengths)
-
-
-def gguf_tensor_count(path: str | Path) -> int:
-    """The tensor count of a GGUF file's header."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    return int.from_bytes(head[8:16], "little")
-
-
-def hogwild_graph_fits(n_tensors: int, n_layer: int, n_blk: int) -> tuple[bool, int, int]:
-    """Whether a Hogwild graph of ``n_blk`` blocks fits llama.cpp's graph budget: (fits, need, budget).
-
-    llama.cpp sizes the graph's tensor pool as max(1024, 8 * model tensors) and aborts (GGML_ASSERT
-    obj_new) past it. Patch 0001 adds about 2*n_blk + 6 tensors per layer (query copies, RoPE, one view
-    and one add per block) without reserving them. The stock count (~36 per layer) is an estimate
-    calibrated on SmolLM2-135M (W=5 fits, W=6 aborts); drop this check once the patch reserves its nodes.
-    """
-    budget = max(1024, 8 * n_tensors)
-    need = 36 * n_layer + 40 + n_layer * (2 * n_blk + 6) + 4
-    return need <= budget, need, budget
 
 
 def _sync(ctx: Context) -> None:
@@ -486,18 +461,11 @@ class _PromptedContexts:
 
 def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open_ctx: _PromptedContexts,
                  prompt: np.ndarray, base: int, plan: _HogwildPlan, warmup: int, passes: int, step_tokens: int,
-                 ids: np.ndarray, facts: ModelFacts, per_cell: float, n_tensors: int, graph_check: bool,
+                 ids: np.ndarray, facts: ModelFacts, per_cell: float,
                  flash_attn: bool, rng: np.random.Generator, log: Log) -> list[BenchRow]:
     """Both methods at one (W, C): ``rounds`` alternating runs of each, their timed passes pooled."""
     run_hogwild = "hogwild" in methods
-    skipped = None
     n_blk = Layout(LayoutKind.COMBINED, w, capacity=context, header_lengths=HEADER_LENGTHS).n_blocks
-    if run_hogwild:
-        fits, need, budget = hogwild_graph_fits(n_tensors, facts.n_layer, n_blk)
-        if graph_check and not fits:
-            run_hogwild = False
-            skipped = (f"skipped: a {n_blk}-block graph needs ~{need} tensors, llama.cpp reserves {budget} "
-                       "(patch 0001 does not reserve its nodes)")
     stock_t: list[float] = []
     hog_t: list[float] = []
     stock_cells = hog_cells = moves = 0
@@ -529,11 +497,6 @@ def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open
                              blocks=n_blk, times_ms=[t * 1e3 for t in hog_t]))
         log(f"hogwild W={w} C={context}: {med:.2f} ms/pass ({w / med * 1e3:.1f} tok/s)"
             + (f", x{ratio:.2f} stock" if ratio else "") + f", {moves} moves, {n_blk} blocks")
-    elif skipped:
-        nan = float("nan")
-        rows.append(BenchRow("hogwild", w, context, 0, plan.prompt, 0, nan, nan, nan, nan, nan, None, nan, nan,
-                             blocks=n_blk, note=skipped))
-        log(f"hogwild W={w} C={context}: {skipped}")
     return rows
 
 
@@ -552,7 +515,6 @@ def run_bench(
     n_batch: int = 512,
     methods: Sequence[str] = ("stock", "hogwild"),
     seed: int = 0,
-    graph_check: bool = True,
     rounds: int = 1,
     log: Log | None = None,
     model: Model | None = None,
@@ -569,7 +531,6 @@ def run_bench(
     try:
         facts = model_facts(model)
         per_cell = facts.kv_bytes_per_cell(cache_type)
-        n_tensors = gguf_tensor_count(model.path)
         rng = np.random.default_rng(seed)
         total = warmup + passes
         max_w = max(workers)
@@ -586,7 +547,7 @@ def run_bench(
             try:
                 for w in workers:
                     rows += _bench_point(w, context, methods, rounds, open_ctx, prompt, base, plans[w], warmup,
-                                         passes, step_tokens, ids, facts, per_cell, n_tensors, graph_check, flash_attn,
+                                         passes, step_tokens, ids, facts, per_cell, flash_attn,
                                          rng, log)
             finally:
                 open_ctx.close()
@@ -663,9 +624,6 @@ def format_table(rows: Sequence[BenchRow], meta: dict) -> str:
         "|--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in sorted(rows, key=lambda r: (r.context, r.workers, r.method != "stock")):
-        if r.note:
-            lines.append(f"| {r.workers} | {r.context} | {r.method} | {r.note} ||||||||||")
-            continue
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
         moves = str(r.moves) if r.method == "hogwild" else ""
         lines.append(
@@ -689,7 +647,7 @@ def write_plot(rows: Sequence[BenchRow], path: str | Path, title: str) -> None:
     for i, context in enumerate(contexts):
         for method, style in (("stock", "-"), ("hogwild", "--")):
             pts = sorted((r.workers, r.tokens_per_s) for r in rows
-                         if r.context == context and r.method == method and not r.note)
+                         if r.context == context and r.method == method)
             if pts:
                 ax.plot(*zip(*pts), style, marker="o", color=colors[i % len(colors)], label=f"{method} C={context}")
     ax.set_xlabel("workers (tokens per pass)")
@@ -759,13 +717,12 @@ def _command_line() -> str:
 @click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)), help="KV cache type.")
 @click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1), help="n_batch (prompt chunk size).")
 @click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
-@click.option("--no-graph-check", is_flag=True, help="Run Hogwild points even where the graph is expected to overflow llama.cpp's budget (aborts if it does).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random token ids.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write meta and rows as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), help="Write a PNG of tokens/s vs workers.")
 def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, contexts, passes, warmup, rounds,
                   step_tokens,
-                  gpu_layers, threads, flash_attn, cache_type, n_batch, methods, no_graph_check, seed, json_path,
+                  gpu_layers, threads, flash_attn, cache_type, n_batch, methods, seed, json_path,
                   plot_path) -> None:
     """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells."""
     from hogwild_local.backend import library_info
@@ -803,7 +760,7 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
             rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
                              gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
                              step_tokens=step_tokens, n_batch=n_batch, methods=methods, seed=seed,
-                             graph_check=not no_graph_check, rounds=rounds, log=log, model=model)
+                             rounds=rounds, log=log, model=model)
         finally:
             model.close()
     except (BackendError, ModelError) as err:

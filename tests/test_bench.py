@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import gguf
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,6 @@ from hogwild_local.bench import (
     SHAPES,
     bench_command,
     format_table,
-    gguf_tensor_count,
     model_facts,
     quantize_model,
     run_bench,
@@ -40,7 +40,7 @@ def test_run_bench_rows(tiny_path):
         assert abs(stock.cells_used - hog.cells_used) <= w
         assert stock.cells_used == 256
         assert hog.ratio is not None and hog.ratio > 0 and stock.ratio is None
-        assert hog.blocks > 0 and not hog.note
+        assert hog.blocks > 0
         for r in (stock, hog):
             assert r.passes == 2 and len(r.times_ms) == 2 and r.ms_per_pass > 0
             assert r.tokens_per_s == pytest.approx(w / r.ms_per_pass * 1e3)
@@ -74,7 +74,7 @@ def test_cli_json(tiny_path, tmp_path):
 def test_synthetic_writer_loads(tmp_path):
     path = write_synthetic_model(tmp_path / "syn.gguf", "smollm2-135m", layers=2)
     shape = SHAPES["smollm2-135m"]
-    assert gguf_tensor_count(path) == 2 + 9 * 2  # embedding, output norm, 9 per layer (tied output)
+    assert len(gguf.GGUFReader(str(path)).tensors) == 2 + 9 * 2  # embedding, output norm, 9 per layer (tied output)
     with Model(path) as model:
         facts = model_facts(model)
         assert (facts.architecture, facts.n_layer, facts.n_head, facts.n_head_kv, facts.head_dim_k) == (
@@ -101,21 +101,8 @@ def test_synthetic_qwen2_untied_loads(tmp_path, monkeypatch):
     monkeypatch.setitem(bench.SHAPES, "toy-qwen2", toy)
     path = bench.synthetic_model("toy-qwen2", quant="Q8_0", out_dir=tmp_path, threads=1)
     assert path.name == "synthetic-toy-qwen2-2l-q8_0.gguf" and not (tmp_path / "synthetic-toy-qwen2-2l-f16.gguf").exists()
-    assert gguf_tensor_count(path) == 3 + 12 * 2
+    assert len(gguf.GGUFReader(str(path)).tensors) == 3 + 12 * 2
     with Model(path) as model:
         assert model.info.architecture == "qwen2" and model.info.n_vocab == 512
         rows = run_bench(path, workers=(2,), contexts=(256,), passes=1, warmup=1, threads=1, model=model)
         assert [r.method for r in rows] == ["stock", "hogwild"]
-
-
-def test_graph_budget_guard():
-    """Calibrated on SmolLM2-135M (272 tensors, 30 layers): 14 blocks (W=5) ran, 16 (W=6) aborted in ggml."""
-    from hogwild_local.bench import BenchRow, hogwild_graph_fits
-
-    assert hogwild_graph_fits(272, 30, 14)[0] and not hogwild_graph_fits(272, 30, 16)[0]
-    assert hogwild_graph_fits(339, 28, 20)[0]  # Qwen2.5-1.5B at W=8 ran
-    nan = float("nan")
-    row = BenchRow("hogwild", 8, 1024, 0, 0, 0, nan, nan, nan, nan, nan, None, nan, nan, blocks=20, note="skipped: x")
-    table = format_table([row], {"machine": "m", "model": "t", "settings": "s", "kv_bytes_per_cell": 1,
-                                 "kv_formula": "f", "commit": "c", "date": "d", "command": "cmd"})
-    assert "| 8 | 1024 | hogwild | skipped: x |" in table

@@ -18,12 +18,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llama_helpers import GGML_TYPE_F16, GGML_TYPE_F32, BatchItem, LlamaRunner
+from hogwild_local.backend import Context, Model, Token
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import TinyModel, write_tiny_model
 
 ARCHES = ["llama", "qwen2"]
-KV_TYPES = {"f32": (GGML_TYPE_F32, 1e-4), "f16": (GGML_TYPE_F16, 2e-2)}
+KV_TYPES = {"f32": ("f32", 1e-4), "f16": ("f16", 2e-2)}
+
+
+class LlamaRunner:
+    """Stock llama.cpp (Hogwild mode never turned on) through the project's binding."""
+
+    def __init__(self, path: Path, *, kv_type: str, n_seq_max: int = 1) -> None:
+        self.model = Model(path)
+        self.ctx: Context = self.model.context(n_ctx=256, n_seq=n_seq_max, n_batch=256, cache_type=kv_type, n_threads=2)
+
+    def decode(self, items: list[Token]) -> dict[int, np.ndarray]:
+        """One batch; the logits of the tokens that asked for them, by batch index."""
+        self.ctx.decode(items)
+        return {i: self.ctx.logits(i) for i, t in enumerate(items) if t.logits}
+
+    def __enter__(self) -> "LlamaRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ctx.close()
+        self.model.close()
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -55,7 +75,7 @@ def test_model_file_is_small(tiny: TinyModel) -> None:
     assert Path(tiny.path).stat().st_size < 500_000
 
 
-def test_prefill_then_decode(tiny: TinyModel, kv: tuple[str, int, float]) -> None:
+def test_prefill_then_decode(tiny: TinyModel, kv: tuple[str, str, float]) -> None:
     """Prefill 20 tokens, then decode 5 one at a time; all logits match the reference."""
     kv_name, kv_type, tol = kv
     toks = random_tokens(tiny, 25, seed=2)
@@ -64,12 +84,12 @@ def test_prefill_then_decode(tiny: TinyModel, kv: tuple[str, int, float]) -> Non
     seen: dict[int, int] = {}
     errs = []
     with LlamaRunner(tiny.path, kv_type=kv_type) as lr:
-        got = lr.decode([BatchItem(t, i, [0], True) for i, t in enumerate(toks[:20])])
+        got = lr.decode([Token(t, i, (0,), True) for i, t in enumerate(toks[:20])])
         want = ref.forward(cache, sequential_tokens(toks[:20]))
         errs.append(max_err(got, want, list(range(20))))
         seen.update({i: i for i in range(20)})
         for p in range(20, 25):
-            got = lr.decode([BatchItem(toks[p], p, [0], True)])
+            got = lr.decode([Token(toks[p], p, (0,), True)])
             want = ref.forward(cache, sequential_tokens([toks[p]], start_cell=p, start_pos=p, prior=seen))
             errs.append(max_err(got, want, [0]))
             seen[p] = p
@@ -77,15 +97,15 @@ def test_prefill_then_decode(tiny: TinyModel, kv: tuple[str, int, float]) -> Non
     assert max(errs) <= tol
 
 
-def test_seq_add_kshift(tiny: TinyModel, kv: tuple[str, int, float]) -> None:
+def test_seq_add_kshift(tiny: TinyModel, kv: tuple[str, str, float]) -> None:
     """After seq_add moves cells 5..9 to positions 12..16, a query at 17 sees them there."""
     kv_name, kv_type, tol = kv
     toks = random_tokens(tiny, 11, seed=3)
     ref = ReferenceModel(tiny)
     with LlamaRunner(tiny.path, kv_type=kv_type) as lr:
-        lr.decode([BatchItem(t, i, [0], i == 9) for i, t in enumerate(toks[:10])])
-        lr.seq_add(0, 5, 10, 7)
-        got = lr.decode([BatchItem(toks[10], 17, [0], True)])
+        lr.decode([Token(t, i, (0,), i == 9) for i, t in enumerate(toks[:10])])
+        lr.ctx.seq_add(0, 5, 10, 7)
+        got = lr.decode([Token(toks[10], 17, (0,), True)])
 
     def reference_logits(shift: int) -> np.ndarray:
         cache = ref.new_cache()
@@ -101,7 +121,7 @@ def test_seq_add_kshift(tiny: TinyModel, kv: tuple[str, int, float]) -> None:
     assert unshifted > 10 * tol, "test is not sensitive to the view positions"
 
 
-def test_shared_prompt_two_sequences(tiny: TinyModel, kv: tuple[str, int, float]) -> None:
+def test_shared_prompt_two_sequences(tiny: TinyModel, kv: tuple[str, str, float]) -> None:
     """Two sequences share 12 prompt cells (multi seq_id), then decode their own tokens together.
 
     Step 1 batches 2 tokens of seq 0 and 3 tokens of seq 1 (overlapping
@@ -115,7 +135,7 @@ def test_shared_prompt_two_sequences(tiny: TinyModel, kv: tuple[str, int, float]
     cache = ref.new_cache()
     errs = []
     with LlamaRunner(tiny.path, kv_type=kv_type, n_seq_max=2) as lr:
-        got = lr.decode([BatchItem(t, i, [0, 1], True) for i, t in enumerate(prompt)])
+        got = lr.decode([Token(t, i, (0, 1), True) for i, t in enumerate(prompt)])
         want = ref.forward(cache, sequential_tokens(prompt))
         errs.append(max_err(got, want, list(range(12))))
 
@@ -130,7 +150,7 @@ def test_shared_prompt_two_sequences(tiny: TinyModel, kv: tuple[str, int, float]
                     own[s][done : done + counts[s]], start_cell=next_cell, start_pos=12 + done, prior=views[s]
                 )
                 for j in range(counts[s]):
-                    items.append(BatchItem(own[s][done + j], 12 + done + j, [s], True))
+                    items.append(Token(own[s][done + j], 12 + done + j, (s,), True))
                     views[s][next_cell + j] = 12 + done + j
                 next_cell += counts[s]
             got = lr.decode(items)

@@ -1,0 +1,609 @@
+"""`hogwild eval`: accuracy of Hogwild! and its baselines on GSM8K-style problems at several budgets.
+
+One run per (problem, method) at the largest budget; the finisher is also asked at every smaller budget
+during that run (``RunConfig.snapshots``). When a worker writes a \\boxed{} answer in a finished step the
+run stops there and that answer holds for every later budget (for ``hogwild`` and ``single``; the
+``independent`` and ``self-consistency`` baselines always spend their budget unless every worker stops).
+
+The results file is JSON Lines: a ``header`` line per session (model, seed, sampling, commit, date,
+machine), then one ``result`` line per (problem index, method) with every budget's answer, whether it is
+correct, tokens generated and wall time. A rerun of the same command skips what is done, so a long
+evaluation can be stopped at any time and continued later. ``hogwild eval --report RESULTS.jsonl`` prints
+the table again without running anything; ``--plot PATH.png`` draws accuracy against budget.
+
+Wall time at a budget b is what a run that stopped at b would have taken: the run's elapsed time at pass
+b, less the time the finisher spent answering at the smaller snapshot budgets.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .cli import generation_options, load_model, make_config
+from .prompts import normalize_number
+
+RESULTS_VERSION = 1
+METHOD_NAMES = ("single", "hogwild", "independent", "self-consistency")
+DEFAULT_METHODS = "single,hogwild-2,independent-2"
+DEFAULT_BUDGETS = "128,256,512"
+GSM8K_REPO, GSM8K_CONFIG = "openai/gsm8k", "main"
+# settings that must match for results to be pooled in one file (the rest, e.g. threads, may change)
+COMPATIBLE_KEYS = ("dataset_sha256", "model_sha256", "seed", "sampling", "layout", "finisher_tokens", "think",
+                   "n_ctx", "cache_type")
+
+
+class EvalError(click.ClickException):
+    """A one-line user-facing error."""
+
+
+# --------------------------------------------------------------------------------------------------
+# methods, budgets, problems, scoring
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as written on the command line: ``hogwild-3`` is the hogwild method with 3 workers."""
+
+    name: str
+    method: str
+    workers: int
+
+
+def parse_methods(text: str, default_workers: int = 2) -> list[MethodSpec]:
+    """``single,hogwild-2,independent-2`` -> specs; ``hogwild`` alone takes ``default_workers``."""
+    specs: list[MethodSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        match = re.fullmatch(r"([a-z-]+?)(?:-(\d+))?", item)
+        if not match or match.group(1) not in METHOD_NAMES:
+            raise click.BadParameter(f"{item!r}: use METHOD or METHOD-WORKERS with METHOD one of "
+                                     f"{', '.join(METHOD_NAMES)} (e.g. hogwild-2)", param_hint="--methods")
+        method = match.group(1)
+        workers = int(match.group(2)) if match.group(2) else (1 if method == "single" else default_workers)
+        if method == "single" and workers != 1:
+            raise click.BadParameter(f"{item!r}: single has one worker", param_hint="--methods")
+        if not 1 <= workers <= 8:
+            raise click.BadParameter(f"{item!r}: 1 to 8 workers", param_hint="--methods")
+        name = "single" if method == "single" else f"{method}-{workers}"
+        if name not in (s.name for s in specs):
+            specs.append(MethodSpec(name, method, workers))
+    if not specs:
+        raise click.BadParameter("name at least one method", param_hint="--methods")
+    return specs
+
+
+def parse_budgets(text: str) -> tuple[int, ...]:
+    """``128,256,512`` -> (128, 256, 512), sorted, without repeats."""
+    try:
+        budgets = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: positive integers separated by commas", param_hint="--budgets") from None
+    if not budgets or budgets[0] < 1:
+        raise click.BadParameter(f"{text!r}: positive integers separated by commas", param_hint="--budgets")
+    return tuple(budgets)
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int
+    question: str
+    reference: str
+
+
+def reference_answer(solution: str) -> str:
+    """The reference answer of a GSM8K solution: the text after the last ``#### ``."""
+    if "####" not in solution:
+        raise ValueError("no '####' line in the answer")
+    return solution.rsplit("####", 1)[1].strip()
+
+
+def is_correct(answer: str | None, reference: str) -> bool:
+    """Numeric comparison after normalize_number ("\\boxed{1000}" is right for "#### 1,000")."""
+    if answer is None:
+        return False
+    got = normalize_number(answer)
+    return got is not None and got != "" and got == normalize_number(reference)
+
+
+def load_problems(path: Path) -> list[Problem]:
+    """Problems of a GSM8K-format JSONL file (``question``, ``answer`` ending with ``#### REFERENCE``)."""
+    problems: list[Problem] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise EvalError(f"cannot read {path}: {err.strerror or err}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            problems.append(Problem(len(problems), str(item["question"]), reference_answer(str(item["answer"]))))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            why = f"missing field {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
+            raise EvalError(f"{path}:{number}: not a GSM8K line ({why}); each line needs "
+                            "'question' and 'answer' ending with '#### REFERENCE'") from None
+    if not problems:
+        raise EvalError(f"{path}: no problems")
+    return problems
+
+
+def fetch_gsm8k() -> Path:
+    """The public GSM8K test split (openai/gsm8k, main/test) from the Hugging Face Hub, as a local JSONL file."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise EvalError("--dataset gsm8k needs huggingface_hub (pip install huggingface_hub); "
+                        "or pass a GSM8K JSONL file") from None
+    try:
+        parquet = Path(hf_hub_download(GSM8K_REPO, f"{GSM8K_CONFIG}/test-00000-of-00001.parquet", repo_type="dataset"))
+    except Exception as err:  # offline, proxy, 404...: one line
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise EvalError(f"cannot fetch GSM8K from the Hugging Face Hub ({type(err).__name__}: {first}); "
+                        "without a network, pass a GSM8K JSONL file instead: hogwild eval test.jsonl") from None
+    out = parquet.with_suffix(".jsonl")
+    if not out.exists():
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise EvalError(f"reading {parquet.name} needs pyarrow (pip install pyarrow); "
+                            "or pass a GSM8K JSONL file") from None
+        rows = pq.read_table(parquet, columns=["question", "answer"]).to_pylist()
+        tmp = out.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# running one problem
+
+
+def run_problem(model, problem: Problem, spec: MethodSpec, base_config, budgets: Sequence[int],
+                transcript: Path | None = None) -> dict:
+    """One run of ``spec`` on ``problem`` at the largest budget, with the finisher asked at the others.
+
+    Returns the result record (see the module docstring).
+    """
+    from dataclasses import replace
+
+    from .engine import Generation
+    from .transcript import TranscriptWriter
+
+    sampling = replace(base_config.sampling, seed=base_config.sampling.seed + problem.index)
+    config = replace(base_config, method=spec.method, workers=spec.workers, budget=max(budgets),
+                     snapshots=tuple(b for b in budgets if b < max(budgets)), sampling=sampling)
+    writer = None
+    if transcript is not None:
+        transcript.unlink(missing_ok=True)  # a run cut short earlier is redone from scratch
+        writer = TranscriptWriter(transcript, {"problem": problem.question, "reference": problem.reference,
+                                               "index": problem.index, "method": spec.name})
+    gen = Generation(model, problem.question, config)
+    snapshots: dict[int, tuple] = {}
+    finisher_time = 0.0  # spent answering at snapshot budgets: not part of a run that stops at a budget
+    stats_at = 0.0
+    final = None
+    try:
+        for event in gen.events():
+            if writer:
+                writer.write(event)
+            if event.type == "stats":
+                stats_at = time.perf_counter()
+            elif event.type == "snapshot":
+                spent = time.perf_counter() - stats_at
+                snapshots[event.budget] = (event, event.elapsed_s - finisher_time)
+                finisher_time += spent
+            elif event.type == "answer":
+                final = event
+    finally:
+        if writer:
+            writer.close()
+        if gen.ctx is not None:
+            gen.ctx.close()
+    assert final is not None
+    per_budget = {}
+    for b in budgets:
+        if b in snapshots:
+            snap, wall = snapshots[b]
+            answer, tokens, source = snap.answer, snap.tokens_generated, snap.reason
+        else:  # the largest budget, or the run ended before b: its final answer holds
+            answer, tokens, wall = final.answer, final.tokens_generated, final.elapsed_s - finisher_time
+            source = "answer" if final.reason == "answer" else ("vote" if final.votes else "finisher")
+        per_budget[str(b)] = {"answer": answer, "correct": is_correct(answer, problem.reference),
+                              "tokens": tokens, "wall_s": round(wall, 3), "source": source}
+    return {
+        "type": "result", "index": problem.index, "method": spec.name, "reference": problem.reference,
+        "question_sha1": hashlib.sha1(problem.question.encode()).hexdigest()[:12],
+        "budgets": per_budget,
+        "final": {"answer": final.answer, "reason": final.reason, "passes": final.passes,
+                  "tokens": final.tokens_generated, "elapsed_s": round(final.elapsed_s, 3), "votes": final.votes},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the results file
+
+
+def read_results(path: Path) -> tuple[list[dict], dict[tuple[int, str], dict]]:
+    """(header lines, the last result line of each (index, method)); a truncated last line is skipped."""
+    headers: list[dict] = []
+    results: dict[tuple[int, str], dict] = {}
+    if not path.exists():
+        return headers, results
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("type") == "header":
+            headers.append(rec)
+        elif rec.get("type") == "result":
+            results[(rec["index"], rec["method"])] = rec
+    return headers, results
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as f:
+        if f.tell() > 0:  # a line cut short by a crash is left alone: end it first
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_record(path: Path) -> dict:
+    """Path, size and sha256 of the model file (from the manifest when it is a manifest model, else hashed)."""
+    from .models import installed, load_manifest
+
+    path = Path(path)
+    size = path.stat().st_size
+    sha = None
+    try:
+        for entry in load_manifest():
+            found = installed(entry)
+            if found is not None and found.resolve() == path.resolve():
+                sha = entry.sha256
+                break
+    except Exception:  # a broken manifest must not stop an evaluation: hash the file instead
+        sha = None
+    return {"path": str(path), "name": path.name, "size_bytes": size, "sha256": sha or _sha256(path)}
+
+
+def git_commit() -> str | None:
+    """``git rev-parse --short HEAD`` of the checkout this package runs from (``-dirty`` if modified)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_record() -> dict:
+    """Where the numbers come from: CPU, cores, memory, OS, Python."""
+    cpu = platform.processor() or platform.machine()
+    memory = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]  # other jobs on the machine slow the wall times
+    except OSError:
+        load = None
+    env = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "LLAMA_CPP_LIB_PATH") if k in os.environ}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform(),
+            "python": platform.python_version(), "hostname": platform.node(), "load_average": load, "env": env}
+
+
+def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Sequence[MethodSpec],
+                budgets: Sequence[int], config, opts: dict) -> dict:
+    from dataclasses import asdict
+
+    argv = sys.argv[sys.argv.index("eval") + 1:] if "eval" in sys.argv else sys.argv[1:]
+    model = model_record(model_path)
+    return {
+        "type": "header", "version": RESULTS_VERSION,
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": git_commit(), "machine": machine_record(),
+        "command": shlex.join(["hogwild", "eval", *argv]),
+        "dataset": dataset, "dataset_sha256": _sha256(dataset_path),
+        "model": model, "model_sha256": model["sha256"],
+        "methods": [s.name for s in specs], "budgets": list(budgets),
+        "seed": config.sampling.seed, "sampling": asdict(config.sampling),
+        "layout": config.layout, "finisher_tokens": config.finisher_tokens, "think": config.think,
+        "n_ctx": config.n_ctx, "cache_type": config.cache_type, "threads": config.threads,
+        "gpu_layers": opts.get("gpu_layers", 0),
+    }
+
+
+def _check_compatible(first: dict, header: dict, path: Path) -> None:
+    for key in COMPATIBLE_KEYS:
+        if first.get(key) != header.get(key):
+            old, new = first.get(key), header.get(key)
+            if isinstance(old, str) and len(old) > 16:
+                old, new = old[:12] + "...", str(new)[:12] + "..."
+            raise EvalError(f"{path} holds results with another {key} ({old} vs now {new}); "
+                            "use another --results file, or the same settings to continue it")
+
+
+# --------------------------------------------------------------------------------------------------
+# the report
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    budget: int
+    n: int
+    accuracy: float  # percent
+    stderr: float  # percent: sqrt(p(1-p)/n)
+    tokens: float
+    wall_s: float
+    early: float  # percent of runs whose answer came from a worker's \boxed{} by this budget
+
+
+def summarize(results: Iterable[dict], methods: Sequence[str] | None = None) -> list[Row]:
+    """One row per (method, budget), methods in the given (else first-seen) order, budgets ascending."""
+    cells: dict[tuple[str, int], list[dict]] = {}
+    order: list[str] = list(methods or [])
+    for rec in results:
+        if rec["method"] not in order:
+            order.append(rec["method"])
+        for b, item in rec["budgets"].items():
+            cells.setdefault((rec["method"], int(b)), []).append(item)
+    rows = []
+    for method in order:
+        for budget in sorted(b for m, b in cells if m == method):
+            items = cells[(method, budget)]
+            n = len(items)
+            p = sum(bool(i["correct"]) for i in items) / n
+            rows.append(Row(method, budget, n, 100 * p, 100 * math.sqrt(p * (1 - p) / n),
+                            sum(i["tokens"] for i in items) / n, sum(i["wall_s"] for i in items) / n,
+                            100 * sum(i.get("source") == "answer" for i in items) / n))
+    return rows
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = ["| method | budget (passes) | accuracy % ± s.e. | n | mean tokens generated | mean wall s / problem "
+             "| answered by a worker % |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.method} | {r.budget} | {r.accuracy:.1f} ± {r.stderr:.1f} | {r.n} | {r.tokens:.0f} "
+                     f"| {r.wall_s:.1f} | {r.early:.0f} |")
+    return "\n".join(lines)
+
+
+def describe_headers(headers: Sequence[dict]) -> str:
+    """A few lines on where the results come from (the first session, and how many there were)."""
+    if not headers:
+        return "(no header line)"
+    h = headers[0]
+    m, mach = h.get("model", {}), h.get("machine", {})
+    lines = [
+        f"- model: `{m.get('name')}` ({m.get('size_bytes', 0) / 2**20:.0f} MiB, sha256 {str(m.get('sha256'))[:12]})",
+        f"- dataset: `{h.get('dataset')}` (sha256 {str(h.get('dataset_sha256'))[:12]}); seed {h.get('seed')} "
+        f"(+ problem index); temperature {h.get('sampling', {}).get('temperature')}",
+        f"- first run: {h.get('date')}, commit {h.get('commit')}, {mach.get('cpu')} ({mach.get('cores')} cores), "
+        f"threads {h.get('threads')}, load average {(mach.get('load_average') or ['?'])[0]} at the start",
+    ]
+    if len(headers) > 1:
+        last = headers[-1]
+        lines.append(f"- {len(headers)} sessions; last: {last.get('date')}, commit {last.get('commit')}")
+    return "\n".join(lines)
+
+
+def report(path: Path, methods: Sequence[str] | None = None) -> tuple[str, list[Row]]:
+    """The Markdown report of a results file."""
+    headers, results = read_results(path)
+    if not results:
+        raise EvalError(f"{path}: no results yet")
+    first_methods = methods or (headers[0].get("methods") if headers else None)
+    rows = summarize(results.values(), first_methods)
+    problems = len({i for i, _ in results})
+    text = f"{describe_headers(headers)}\n- {problems} problems, {len(results)} runs\n\n{markdown_table(rows)}"
+    return text, rows
+
+
+def plot(rows: Sequence[Row], path: Path, title: str = "") -> None:
+    """Accuracy against budget, one line per method, error bars of one standard error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    for k, method in enumerate(methods):
+        mine = [r for r in rows if r.method == method]
+        offset = 1 + 0.025 * (k - (len(methods) - 1) / 2)  # spread the error bars a little
+        ax.errorbar([r.budget * offset for r in mine], [r.accuracy for r in mine], yerr=[r.stderr for r in mine],
+                    marker="o", capsize=3, label=f"{method} (n={mine[0].n})" if mine else method)
+    budgets = sorted({r.budget for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("budget (forward passes)")
+    ax.set_ylabel("accuracy % (± 1 s.e.)")
+    ax.set_ylim(-4, 104)  # points at 0 and 100 stay visible
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, max(1, len(methods))), fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_title(path: Path) -> str:
+    headers, _ = read_results(path)
+    if not headers:
+        return ""
+    return f"{headers[0].get('model', {}).get('name', '')} on {Path(str(headers[0].get('dataset'))).name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the command
+
+
+def _without(names: set[str]):
+    """Drop options that make no sense for eval (it takes --methods and --budgets instead)."""
+    def deco(cmd: click.Command) -> click.Command:
+        cmd.params = [p for p in cmd.params if p.name not in names]
+        return cmd
+    return deco
+
+
+@_without({"method", "workers", "budget"})
+@click.command("eval")
+@click.argument("dataset_path", metavar="[DATASET]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", "dataset_name", type=click.Choice(["gsm8k"]), default=None,
+              help="Fetch a public data set (GSM8K test split from the Hugging Face Hub; needs a network).")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+              help="METHOD-WORKERS, comma-separated: single, hogwild-N, independent-N, self-consistency-N.")
+@click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
+              help="Budgets in passes; one run at the largest, the finisher asked at each.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results JSONL (resumable). Default: eval-DATASET.jsonl.")
+@click.option("--transcripts", "transcripts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one transcript per (problem, method) into this folder.")
+@click.option("--report", "report_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Print the table of an existing results file and exit (no model needed).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw accuracy vs budget to this PNG.")
+@generation_options
+def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: str, budgets: str, limit: int | None,
+                 results_path: Path | None, transcripts_dir: Path | None, report_path: Path | None,
+                 plot_path: Path | None, **opts) -> None:
+    """Measure accuracy on GSM8K-style problems: every method at every budget, resumable.
+
+    \b
+    Examples:
+      hogwild eval ../shared/data/gsm8k/dev.jsonl --limit 20 --results gsm8k.jsonl
+      hogwild eval --dataset gsm8k --methods single,hogwild-2,hogwild-4 --budgets 256,512,1024
+      hogwild eval --report gsm8k.jsonl --plot gsm8k.png
+    """
+    if report_path is not None:
+        text, rows = report(report_path)
+        click.echo(text)
+        if plot_path:
+            plot(rows, plot_path, _plot_title(report_path))
+            click.echo(f"\nplot: {plot_path}", err=True)
+        return
+
+    specs = parse_methods(methods, 2)
+    budget_list = parse_budgets(budgets)
+    if dataset_path is not None and dataset_name is not None:
+        raise click.UsageError("give a DATASET file or --dataset, not both")
+    if dataset_path is None and dataset_name is None:
+        raise click.UsageError("give a DATASET.jsonl file (GSM8K format) or --dataset gsm8k")
+    if dataset_name == "gsm8k":
+        dataset_path, dataset_label = fetch_gsm8k(), "gsm8k (openai/gsm8k main/test)"
+    else:
+        dataset_label = str(dataset_path)
+    problems = load_problems(dataset_path)[:limit]
+    results_path = results_path or Path(f"eval-{Path(dataset_path).stem}.jsonl")
+
+    opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budget_list)}
+    base_config = make_config(opts)
+    model = load_model(opts)
+    header = make_header(dataset_label, Path(dataset_path), model.path, specs, budget_list, base_config, opts)
+    headers, done = read_results(results_path)
+    if headers:
+        _check_compatible(headers[0], header, results_path)
+
+    def is_done(index: int, spec: MethodSpec) -> bool:
+        rec = done.get((index, spec.name))
+        return rec is not None and all(str(b) in rec["budgets"] for b in budget_list)
+
+    todo = [(p, s) for p in problems for s in specs if not is_done(p.index, s)]
+    total = len(problems) * len(specs)
+    if not todo:
+        click.echo(f"all {total} runs are done already in {results_path}", err=True)
+    else:
+        _append(results_path, header)
+        run_todo(model, todo, total, base_config, budget_list, results_path, transcripts_dir)
+
+    # the table covers what this command asked for
+    wanted = {(p.index, s.name) for p in problems for s in specs}
+    _, results = read_results(results_path)
+    mine = [r for k, r in results.items() if k in wanted]
+    rows = [r for r in summarize(mine, [s.name for s in specs]) if r.budget in budget_list]
+    click.echo(f"\n{describe_headers(read_results(results_path)[0])}\n- {len(problems)} problems, {len(mine)} runs, "
+               f"results: {results_path}\n\n{markdown_table(rows)}")
+    if plot_path:
+        plot(rows, plot_path, _plot_title(results_path))
+        click.echo(f"\nplot: {plot_path}", err=True)
+
+
+def run_todo(model, todo: list[tuple[Problem, MethodSpec]], total: int, base_config, budgets: Sequence[int],
+             results_path: Path, transcripts_dir: Path | None) -> None:
+    """Run what is left, appending one line per run; Ctrl-C keeps what is done and exits 130."""
+    from tqdm import tqdm
+
+    from .backend import BackendError
+    from .engine import EngineError
+
+    bar = tqdm(total=total, initial=total - len(todo), desc="eval", unit="run", dynamic_ncols=True,
+               mininterval=1.0, file=sys.stderr)
+    correct: dict[str, list[bool]] = {}
+    try:
+        for problem, spec in todo:
+            bar.set_postfix_str(f"#{problem.index} {spec.name}")
+            transcript = transcripts_dir / f"{problem.index:04d}-{spec.name}.jsonl" if transcripts_dir else None
+            try:
+                record = run_problem(model, problem, spec, base_config, budgets, transcript)
+            except (EngineError, BackendError) as err:
+                raise EvalError(f"problem {problem.index}, {spec.name}: {err}") from None
+            _append(results_path, record)
+            correct.setdefault(spec.name, []).append(record["budgets"][str(max(budgets))]["correct"])
+            bar.set_postfix_str(" ".join(f"{m} {sum(v)}/{len(v)}" for m, v in correct.items()))
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: {results_path} keeps what is done; run the same command again to continue",
+                   err=True)
+        sys.exit(130)
+    bar.close()

@@ -1,0 +1,219 @@
+"""`hogwild eval`: scoring, the resumable results file, the report and the plot, on SmolLM2-135M."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hogwild_local.cli import main
+from hogwild_local.evaluate import (EvalError, is_correct, load_problems, parse_budgets, parse_methods,
+                                    reference_answer, summarize)
+from hogwild_local.models import resolve_model
+from hogwild_local.prompts import extract_boxed
+
+REPO = Path(__file__).resolve().parents[1]
+DEV = REPO.parent / "shared" / "data" / "gsm8k" / "dev.jsonl"  # ../shared/data/gsm8k/dev.jsonl, if there
+PROBLEMS = [
+    {"question": "What is 2 + 3?", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"},
+    {"question": "A shop has 1,000 pens and sells none. How many pens does it have?", "answer": "#### 1,000"},
+]
+FAST = ["--threads", "1", "--ctx", "1024"]
+
+
+# --------------------------------------------------------------------------------------------------
+# no model
+
+
+def test_reference_answer_and_scoring():
+    assert reference_answer("She makes 9 * 2 = $<<9*2=18>>18.\n#### 18") == "18"
+    assert reference_answer("#### 1,000") == "1,000"
+    assert reference_answer("a #### b\n#### -3") == "-3"
+    with pytest.raises(ValueError):
+        reference_answer("no marker")
+    # the engine hands over the content of \boxed{...}; scoring compares numbers
+    assert is_correct(extract_boxed("so \\boxed{1000}"), reference_answer("#### 1,000"))
+    assert is_correct("$1,000.00", "1,000")
+    assert is_correct("18 \\text{ dollars}", "18")
+    assert is_correct("-3", "-3") and not is_correct("3", "-3")
+    assert not is_correct("999", "1,000")
+    assert not is_correct(None, "5") and not is_correct("", "5") and not is_correct("five", "5")
+
+
+def test_parse_methods_and_budgets():
+    specs = parse_methods("single,hogwild-2,hogwild-3,hogwild-4,independent-2,self-consistency-2")
+    assert [(s.name, s.method, s.workers) for s in specs] == [
+        ("single", "single", 1), ("hogwild-2", "hogwild", 2), ("hogwild-3", "hogwild", 3),
+        ("hogwild-4", "hogwild", 4), ("independent-2", "independent", 2),
+        ("self-consistency-2", "self-consistency", 2)]
+    assert [s.name for s in parse_methods("hogwild, single,hogwild-2", 2)] == ["hogwild-2", "single"]
+    for bad in ("hogwild-9", "magic-2", "single-2", ""):
+        with pytest.raises(click.BadParameter):
+            parse_methods(bad)
+    assert parse_budgets("512,128,256,128") == (128, 256, 512)
+    for bad in ("0,8", "x", ""):
+        with pytest.raises(click.BadParameter):
+            parse_budgets(bad)
+
+
+def test_load_problems(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS) + "\n")
+    problems = load_problems(good)
+    assert [(p.index, p.reference) for p in problems] == [(0, "5"), (1, "1,000")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(PROBLEMS[0]) + "\n" + json.dumps({"question": "x", "answer": "7"}) + "\n")
+    with pytest.raises(EvalError, match=r"bad.jsonl:2: not a GSM8K line"):
+        load_problems(bad)
+
+
+def test_summary_standard_error():
+    def rec(method, correct):
+        return {"method": method, "budgets": {"8": {"correct": correct, "tokens": 8, "wall_s": 1.0,
+                                                    "source": "finisher"}}}
+    rows = summarize([rec("single", True), rec("single", False), rec("single", True), rec("single", True),
+                      rec("hogwild-2", False)])
+    single = rows[0]
+    assert (single.method, single.budget, single.n) == ("single", 8, 4)
+    assert single.accuracy == pytest.approx(75.0)
+    assert single.stderr == pytest.approx(100 * (0.75 * 0.25 / 4) ** 0.5)
+    assert rows[1].accuracy == 0.0 and rows[1].stderr == 0.0
+
+
+def test_usage_errors(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["eval"])
+    assert out.exit_code == 2 and "DATASET" in out.output
+    out = runner.invoke(main, ["eval", "x.jsonl", "--methods", "magic-2"])
+    assert out.exit_code == 2 and "--methods" in out.output
+    out = runner.invoke(main, ["eval", str(tmp_path / "missing.jsonl")])
+    assert out.exit_code == 1 and "cannot read" in out.output
+
+
+def test_gsm8k_without_network_is_one_line(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-m", "hogwild_local", "eval", "--dataset", "gsm8k"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("Error: cannot fetch GSM8K") and len(out.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# SmolLM2-135M, 2 problems, single + hogwild-2, budgets 8 and 16
+
+
+@pytest.fixture(scope="module")
+def smollm2_path() -> str:
+    return str(resolve_model("smollm2-135m", progress=False))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, smollm2_path):
+    root = tmp_path_factory.mktemp("eval")
+    data = root / "tiny.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    args = ["eval", str(data), "-m", smollm2_path, "--methods", "single,hogwild-2", "--budgets", "16,8",
+            "--results", str(root / "results.jsonl"), "--transcripts", str(root / "tr"), *FAST]
+    out = CliRunner().invoke(main, [*args, "--plot", str(root / "first.png")])
+    assert out.exit_code == 0, out.output
+    return root, args, out.output
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_results_file(evaluated, smollm2_path):
+    root, _, output = evaluated
+    recs = records(root / "results.jsonl")
+    header, results = recs[0], recs[1:]
+    assert header["type"] == "header" and header["budgets"] == [8, 16] and header["methods"] == ["single", "hogwild-2"]
+    assert header["model"]["path"] == smollm2_path and len(header["model"]["sha256"]) == 64
+    assert header["model"]["size_bytes"] == Path(smollm2_path).stat().st_size
+    assert header["seed"] == 0 and header["machine"]["cores"] and header["date"]
+    assert [(r["index"], r["method"]) for r in results] == [(0, "single"), (0, "hogwild-2"), (1, "single"),
+                                                            (1, "hogwild-2")]
+    for r in results:
+        assert r["reference"] == ["5", "1,000"][r["index"]]
+        assert set(r["budgets"]) == {"8", "16"}
+        b8, b16 = r["budgets"]["8"], r["budgets"]["16"]
+        workers = 2 if r["method"] == "hogwild-2" else 1
+        assert 0 < b8["tokens"] <= b16["tokens"] <= 16 * workers
+        assert 0 < b8["wall_s"] <= b16["wall_s"]
+        for item in (b8, b16):
+            assert item["correct"] == is_correct(item["answer"], r["reference"])
+            assert item["source"] in ("finisher", "answer", "vote")
+        if r["final"]["reason"] != "answer":  # the 16-pass answer is the run's final answer
+            assert b16["answer"] == r["final"]["answer"]
+    # one transcript per run, each a complete run
+    names = sorted(p.name for p in (root / "tr").iterdir())
+    assert names == ["0000-hogwild-2.jsonl", "0000-single.jsonl", "0001-hogwild-2.jsonl", "0001-single.jsonl"]
+    for name in names:
+        lines = records(root / "tr" / name)
+        assert lines[0]["type"] == "header" and lines[-1]["type"] == "answer"
+        assert sum(1 for x in lines if x["type"] == "snapshot") <= 1
+    assert (root / "first.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| hogwild-2 | 16 |" in output
+
+
+def test_rerun_does_nothing_new(evaluated):
+    root, args, _ = evaluated
+    before = (root / "results.jsonl").read_bytes()
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "all 4 runs are done already" in out.output
+    assert (root / "results.jsonl").read_bytes() == before
+
+
+def test_resume_after_a_crash(evaluated, tmp_path):
+    root, args, _ = evaluated
+    results = tmp_path / "results.jsonl"
+    lines = (root / "results.jsonl").read_text().splitlines()
+    # the last run was lost and the line before it cut in half
+    results.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    out = CliRunner().invoke(main, [*args[:args.index("--results")], "--results", str(results), *FAST])
+    assert out.exit_code == 0, out.output
+    recs = [json.loads(x) for x in results.read_text().splitlines()[4:]]
+    assert [r["type"] for r in recs] == ["header", "result", "result"]
+    assert {(r["index"], r["method"]) for r in recs[1:]} == {(1, "single"), (1, "hogwild-2")}
+
+
+def test_resume_refuses_other_settings(evaluated):
+    root, args, _ = evaluated
+    before = (root / "results.jsonl").read_bytes()
+    out = CliRunner().invoke(main, [*args, "--seed", "7"])
+    assert out.exit_code == 1
+    assert "holds results with another seed" in out.output and len(out.output.strip().splitlines()) == 1
+    assert (root / "results.jsonl").read_bytes() == before
+
+
+def test_report_and_plot(evaluated, tmp_path):
+    root, _, _ = evaluated
+    png = tmp_path / "plot.png"
+    out = CliRunner().invoke(main, ["eval", "--report", str(root / "results.jsonl"), "--plot", str(png)])
+    assert out.exit_code == 0, out.output
+    rows = re.findall(r"^\| (single|hogwild-2) \| (\d+) \| ([\d.]+) ± ([\d.]+) \| (\d+) \|", out.output, re.M)
+    assert [(m, b, n) for m, b, _, _, n in rows] == [("single", "8", "2"), ("single", "16", "2"),
+                                                     ("hogwild-2", "8", "2"), ("hogwild-2", "16", "2")]
+    for _, _, accuracy, stderr, _ in rows:
+        assert 0 <= float(accuracy) <= 100 and 0 <= float(stderr) <= 50
+    assert "smollm2-135m" in out.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not DEV.exists(), reason="../shared/data/gsm8k/dev.jsonl is not here")
+def test_dev_slice(smollm2_path, tmp_path):
+    results = tmp_path / "dev.jsonl"
+    out = CliRunner().invoke(main, ["eval", str(DEV), "--limit", "1", "-m", smollm2_path, "--methods", "single",
+                                    "--budgets", "8", "--results", str(results), *FAST])
+    assert out.exit_code == 0, out.output
+    recs = records(results)
+    assert len(recs) == 2 and recs[1]["reference"] == "18" and recs[1]["index"] == 0
+    assert "| single | 8 |" in out.output
