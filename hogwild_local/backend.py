@@ -61,6 +61,9 @@ def _load() -> tuple[object, ctypes.CDLL]:
     global _lib, _llama
     if _lib is not None:
         return _llama, _lib
+    # idle OpenMP threads spin by default: beside a UI thread or on a busy laptop that starves decoding
+    # (a 10x slowdown was measured on 2 shared cores); OpenMP reads this when the library loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         import llama_cpp  # noqa: PLC0415 - imported lazily so that `hogwild --help` works without it
     except Exception as err:  # a missing package, or a library that fails to load
