@@ -188,9 +188,11 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                 writer.write(event)
             if as_json:
                 click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+                sys.stdout.flush()  # one line per event, as it happens, also into a pipe
                 continue
             if event.type == "token":
                 printer.token(event.worker, event.text)
+                sys.stdout.flush()
             elif event.type == "step":
                 printer.flush(event.worker)
             elif event.type == "stats":
