@@ -120,6 +120,11 @@ class Generation:
         # when a list, every cache operation is appended to it (tests replay it against a reference)
         self.trace: list[tuple] | None = None
 
+    def prompt_text(self) -> str:
+        """The prompt exactly as written into the common block: the chat template around the rules and problem."""
+        text = self.model.apply_chat_template([("user", prompts.user_message(self.problem, self.config.n_workers))])
+        return text + "<think>\n" if self.config.think else text
+
     # control (thread-safe) ---------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -148,10 +153,7 @@ class Generation:
         n = cfg.n_workers
         t0 = time.perf_counter()
 
-        prompt_text = model.apply_chat_template([("user", prompts.user_message(self.problem, n))])
-        if cfg.think:
-            prompt_text += "<think>\n"
-        prompt = model.tokenize(prompt_text, add_special=True)
+        prompt = model.tokenize(self.prompt_text(), add_special=True)
         headers = [model.tokenize(t) for t in (prompts.OTHERS_HEADER, prompts.MARKER, prompts.OWN_HEADER)]
         finisher_prompt = model.tokenize(prompts.FINISHER)
         finisher_room = len(finisher_prompt) + cfg.finisher_tokens
@@ -162,7 +164,6 @@ class Generation:
                                       header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
         self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
                                        cache_type=cfg.cache_type, n_threads=cfg.threads)
-        finisher_seq = n
         try:
             ctx.hogwild_enable(layout.n_blocks)
         except BackendError as err:

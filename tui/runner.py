@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hogwild_local import prompts
 from hogwild_local.backend import BackendError, Model
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.events import Event, to_dict
@@ -85,12 +84,6 @@ class ModelCache:
             self.model, self.path = None, None
 
 
-def prompt_text(model: Model, problem: str, config: RunConfig) -> str:
-    """The prompt exactly as the engine writes it (chat template applied), for the view-as screen."""
-    text = model.apply_chat_template([("user", prompts.user_message(problem, config.n_workers))])
-    return text + "<think>\n" if config.think else text
-
-
 def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str | None, problem: str,
                    config: RunConfig, cancel: threading.Event, writer: TranscriptWriter | None = None) -> None:
     """Load the model and run one generation, putting every record into ``inbox``; ends with Finished.
@@ -106,7 +99,7 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
         if cancel.is_set():
             return
         generation = Generation(model, problem, config)
-        inbox.put(Started(generation, prompt_text(model, problem, config)))
+        inbox.put(Started(generation, generation.prompt_text()))
         for event in generation.events():
             inbox.put(event)
             if writer is not None:
