@@ -7,6 +7,7 @@ Every command consumes engine events only. Errors are one line plus a hint (exit
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -171,39 +172,42 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     interrupted, speed = False, 0.0
     try:
         gen = Generation(model, problem, config)
-        events = gen.events()
-        while True:
-            try:
-                event = next(events)
-            except StopIteration:
-                break
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise
-                interrupted = True
-                gen.stop()  # the finisher still runs
-                click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
-                continue
-            if writer:
-                writer.write(event)
-            if as_json:
-                click.echo(json.dumps(to_dict(event), ensure_ascii=False))
-                sys.stdout.flush()  # one line per event, as it happens, also into a pipe
-                continue
-            if event.type == "token":
-                printer.token(event.worker, event.text)
-                sys.stdout.flush()
-            elif event.type == "step":
-                printer.flush(event.worker)
-            elif event.type == "stats":
-                speed = event.tokens_per_s
-            elif event.type == "answer":
-                printer.flush()
-                why = {"answer": "a worker wrote an answer", "budget": "budget used",
-                       "eos": "every worker stopped", "context_full": "the context is full (use a larger --ctx)",
-                       "stopped": "stopped by you"}[event.reason]
-                click.echo(f"\n\nFinal answer: {click.style(str(event.answer), bold=True) if printer.colour else event.answer}")
-                click.echo(f"({why}; {event.passes} passes, {event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+
+        def on_ctrl_c(signum: int, frame: object) -> None:
+            # the first Ctrl-C asks the engine to stop after this pass (the finisher still writes an
+            # answer); raising inside the generator would kill it, so only the second one raises
+            nonlocal interrupted
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted = True
+            gen.stop()
+            click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            for event in gen.events():
+                if writer:
+                    writer.write(event)
+                if as_json:
+                    click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+                    sys.stdout.flush()  # one line per event, as it happens, also into a pipe
+                    continue
+                if event.type == "token":
+                    printer.token(event.worker, event.text)
+                    sys.stdout.flush()
+                elif event.type == "step":
+                    printer.flush(event.worker)
+                elif event.type == "stats":
+                    speed = event.tokens_per_s
+                elif event.type == "answer":
+                    printer.flush()
+                    why = {"answer": "a worker wrote an answer", "budget": "budget used",
+                           "eos": "every worker stopped", "context_full": "the context is full (use a larger --ctx)",
+                           "stopped": "stopped by you"}[event.reason]
+                    click.echo(f"\n\nFinal answer: {click.style(str(event.answer), bold=True) if printer.colour else event.answer}")
+                    click.echo(f"({why}; {event.passes} passes, {event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     except (EngineError, BackendError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:

@@ -87,7 +87,8 @@ def test_ctrl_c_exits_130_with_an_answer(smollm2_path, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # wait until tokens flow, then interrupt like a terminal would
     for line in proc.stdout:
-        if '"type": "stats"' in line and '"pass": 5,' in line:
+        event = json.loads(line)
+        if event["type"] == "stats" and event["pass"] >= 5:
             break
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=120)
