@@ -443,11 +443,6 @@ class Context(NativeHandle):
         """All cells of the KV cache."""
         return _lib.llama_memory_n_cells_total(self.memory)
 
-    def kv_bytes_per_cell(self) -> int:
-        """Bytes one cached token takes (K and V, every layer), from llama.cpp's own state size."""
-        size = self._llama.llama_state_get_size(self.ptr)
-        return int(size)  # refined by the benchmark; kept simple here
-
     # Hogwild views ----------------------------------------------------------------------------------
 
     def hogwild_enable(self, n_blk: int) -> None:

@@ -88,7 +88,6 @@ class Worker:
     sampler: Sampler
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     pending: list[int] = field(default_factory=list)  # tokens to write in the next pass
-    forced: bool = True  # pending is forced text (its logits are only needed for the last token)
     step: int = 1
     step_text: str = ""
     ending: bool = False  # the pending token ends the step
@@ -247,7 +246,7 @@ class Generation:
                 text = w.decoder.decode(model.token_bytes(tok))
                 w.ending = prompts.ends_step(w.step_text, text)
                 w.step_text += text
-                w.pending, w.forced = [tok], False
+                w.pending = [tok]
                 w.generated += 1
                 generated_since_check += 1
                 yield TokenEvent(w.name, text, passes)
@@ -313,17 +312,12 @@ class Generation:
             text += prompts.opener(w.index, self.layout.n_workers)
         if self_check:
             text += prompts.SELF_CHECK
-        if w.step > 1 or self.layout.n_workers > 1:
-            w.pending, w.forced = self.model.tokenize(text), True
-            w.step_text = text
-            for tok in w.pending:
-                w.sampler.accept(tok)
-            w.decoder.reset()
-            yield TokenEvent(w.name, text, pass_, forced=True)
-        else:
-            # a single worker's first step starts without a header: the prompt is the whole context
-            w.pending, w.forced, w.step_text = self.model.tokenize(text), True, text
-            yield TokenEvent(w.name, text, pass_, forced=True)
+        w.pending = self.model.tokenize(text)
+        w.step_text = text
+        for tok in w.pending:
+            w.sampler.accept(tok)
+        w.decoder.reset()
+        yield TokenEvent(w.name, text, pass_, forced=True)
         w.ending = False
 
     def _finish_step(self, w: Worker) -> None:
