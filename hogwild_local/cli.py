@@ -166,7 +166,10 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     if not problem or not problem.strip():
         raise click.UsageError("give a PROBLEM (or '-' to read it from stdin)")
     config = make_config(opts)
-    model = load_model(opts)
+    try:
+        model = load_model(opts)
+    except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
+        sys.exit(130)
     writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
     printer = Printer(colour=not no_color and sys.stdout.isatty())
     interrupted, speed = False, 0.0
