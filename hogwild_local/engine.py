@@ -201,6 +201,9 @@ class Generation:
                 break
 
             # one pass: every active worker's pending tokens, at the end of its own step block
+            if ctx.cells_used() + sum(len(w.pending) for w in active) + finisher_room > ctx.cells_total():
+                reason = "context_full"
+                break
             batch, last_index = [], {}
             try:
                 for w in active:
@@ -210,9 +213,6 @@ class Generation:
                         batch.append(Token(tok, pos, viewers, want))
                     last_index[w.index] = len(batch) - 1
             except LayoutFull:
-                reason = "context_full"
-                break
-            if ctx.cells_used() + len(batch) + finisher_room > ctx.cells_total():
                 reason = "context_full"
                 break
             self._sync_views()

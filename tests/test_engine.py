@@ -176,3 +176,11 @@ def test_eight_workers_on_a_thirty_layer_model(smollm2):
     events = list(Generation(smollm2, PROBLEM, RunConfig(workers=8, budget=4, n_ctx=2048, threads=2)).events())
     assert {e.worker for e in events if e.type == "token"} == {"Alice", "Bob", "Carol", "Dave", "Eve", "Frank",
                                                                "Grace", "Heidi"}
+
+
+def test_context_full_mid_generation_still_answers(smollm2):
+    """A small context fills up: generation stops with reason context_full, and the finisher still answers."""
+    gen = Generation(smollm2, "Count from one to two hundred.", RunConfig(workers=2, budget=2000, n_ctx=512, threads=2))
+    answer = list(gen.events())[-1]
+    assert answer.type == "answer" and answer.reason == "context_full" and answer.passes < 2000
+    assert gen.ctx.cells_used() <= gen.ctx.cells_total() == 512
