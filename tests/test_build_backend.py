@@ -121,7 +121,10 @@ def test_build_key_follows_backend_options(tmp_path: Path) -> None:
     patches = write_patches(tmp_path / "p", {"0001-a.patch": GOOD_PATCH})
     cpu = bb.make_build_key(patches, "cpu", "90")
     assert bb.make_build_key(patches, "cpu", "86").digest == cpu.digest  # arch only for cuda
-    assert bb.make_build_key(patches, "cpu", "90", native=True).digest != cpu.digest
+    native = bb.make_build_key(patches, "cpu", "90", native=True)
+    assert native.digest != cpu.digest
+    assert "-DGGML_NATIVE=ON" in native.cmake_args and "-DGGML_NATIVE=OFF" in cpu.cmake_args
+    assert native.cpu == bb.cpu_identity() and cpu.cpu is None  # a native wheel is tied to this CPU
     cuda90 = bb.make_build_key(patches, "cuda", "90")
     assert cuda90.digest != cpu.digest
     assert bb.make_build_key(patches, "cuda", "86").digest != cuda90.digest
