@@ -46,6 +46,7 @@ import click
 import numpy as np
 
 from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
+from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 
 HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
@@ -383,13 +384,7 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
     layout.append_prompt(plan.prompt)
     _decode_chunks(ctx, [Token(int(t), base + i, seqs) for i, t in enumerate(prompt[base : plan.prompt])],
                    ctx.n_batch)
-    ctx.hogwild_enable(layout.n_blocks)
-    for blk, p0, p1 in layout.block_ranges():
-        ctx.hogwild_set_block(blk, p0, p1)
-
-    def sync_views() -> None:
-        for w in range(workers):
-            ctx.hogwild_set_deltas(w, layout.deltas(w))
+    enable_views(ctx, layout)
 
     # every Hogwild token scores n_blk query copies: keep prefill chunks' scores bounded
     chunk = max(1, min(ctx.n_batch, HOGWILD_SCORES_BUDGET // (context * layout.n_blocks * n_head * 4)))
@@ -397,14 +392,14 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
         viewers = layout.viewers(block)
         if block.kind != "step" and block.capacity and viewers:
             layout.mark_filled(block)
-            sync_views()
+            sync_views(ctx, layout)
             fill = rng.integers(0, n_vocab, block.capacity)
             _decode_chunks(ctx, [Token(int(t), p, viewers) for p, t in zip(layout.fill_header(block), fill)], chunk)
     viewers = [layout.viewers(layout.steps[w]) for w in range(workers)]
     for w, n in enumerate(plan.step_lengths):
         if n:
             positions = layout.append(w, n)
-            sync_views()
+            sync_views(ctx, layout)
             fill = rng.integers(0, n_vocab, n)
             _decode_chunks(ctx, [Token(int(t), p, viewers[w]) for p, t in zip(positions, fill)], chunk)
     assert layout.live_cells() == context - workers * total, (layout.live_cells(), context, workers * total)
@@ -414,7 +409,7 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
     for k in range(total):
         t0 = time.perf_counter()
         tokens = [Token(int(ids[k, w]), layout.append(w, 1).start, viewers[w], True) for w in range(workers)]
-        sync_views()
+        sync_views(ctx, layout)
         ctx.decode(tokens)
         _sync(ctx)
         for w in range(workers):

@@ -122,8 +122,8 @@ def patches_sha256(patches: Sequence[Path]) -> str:
 def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
     """CMAKE_ARGS for a backend.
 
-    The cpu build is tuned for this CPU when ``native`` (the default of the command: ~3x faster
-    here), else portable; the GPU builds keep llama.cpp's
+    The cpu build is tuned for this CPU when ``native`` (llama.cpp's own default, and the command's),
+    else portable; the GPU builds keep llama.cpp's
     default of tuning their CPU code for the build machine.  LLAVA_BUILD=OFF
     skips tools/mtmd, which hogwild does not use (and the bundle drops).
     """
@@ -661,7 +661,7 @@ def backend_status() -> dict[str, Any]:
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Parallel compile jobs  [default: all cores]")
 @click.option("--native/--portable", default=True, show_default=True,
-              help="cpu backend: tune for this CPU (about 3x faster), or build a wheel that runs on any x86-64/arm64 CPU.")
+              help="cpu backend: tune for this CPU (llama.cpp's default), or build a wheel that runs on any CPU of this architecture.")
 @click.option("--force", is_flag=True, help="Rebuild and reinstall even if up to date.")
 @click.option("--sdist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Build from this sdist or --bundle tarball instead of downloading.")

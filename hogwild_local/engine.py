@@ -36,6 +36,19 @@ METHODS = ("hogwild", "single", "independent", "self-consistency")
 UNSUPPORTED_ROPE = {-1: "no RoPE", 8: "M-RoPE", 40: "M-RoPE", 24: "vision RoPE"}
 
 
+def enable_views(ctx: Context, layout: Layout) -> None:
+    """Turn on Hogwild views in the cache with the layout's blocks (every offset 0 until views are synced)."""
+    ctx.hogwild_enable(layout.n_blocks)
+    for blk, p0, p1 in layout.block_ranges():
+        ctx.hogwild_set_block(blk, p0, p1)
+
+
+def sync_views(ctx: Context, layout: Layout) -> None:
+    """Tell the cache where every worker sees every block now."""
+    for w in range(layout.n_workers):
+        ctx.hogwild_set_deltas(w, layout.deltas(w))
+
+
 class EngineError(Exception):
     """A user-facing refusal or failure: one line."""
 
@@ -164,11 +177,9 @@ class Generation:
         self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
                                        cache_type=cfg.cache_type, n_threads=cfg.threads)
         try:
-            ctx.hogwild_enable(layout.n_blocks)
+            enable_views(ctx, layout)
         except BackendError as err:
             raise EngineError(f"{model.info.architecture}: {err}") from None
-        for blk, p0, p1 in layout.block_ranges():
-            ctx.hogwild_set_block(blk, p0, p1)
 
         yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt))
 

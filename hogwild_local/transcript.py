@@ -66,17 +66,25 @@ class TranscriptWriter:
 def read_events(path: str | Path) -> list[dict]:
     """All records of a transcript (a truncated last line, from a crash, is skipped)."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
+
+
+class NotATranscript(ValueError):
+    """The file holds no run: it was not written by `hogwild run --transcript` (or the TUI)."""
 
 
 def render_markdown(path: str | Path) -> str:
     """A readable Markdown account of a transcript: setup, the shared history, unfinished steps, the answer."""
     records = read_events(path)
+    if not any(rec.get("type") == "start" for rec in records):
+        raise NotATranscript(f"{path}: not a hogwild transcript (no run starts in it)")
     out: list[str] = []
     current: dict[str, str] = {}
     for rec in records:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from hogwild_local.backend import BackendError, Context, Model, Token
+from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
@@ -159,17 +160,11 @@ def test_lockstep_workers_match_reference(tiny, cache_type, kind):
     mirror = ReferenceRun(spec, layout)
     worst = 0.0
     with open_context(model, cache_type, n_seq=n_workers) as ctx:
-        ctx.hogwild_enable(layout.n_blocks)
-        for blk, p0, p1 in layout.block_ranges():
-            ctx.hogwild_set_block(blk, p0, p1)
-
-        def sync_views() -> None:
-            for w in range(n_workers):
-                ctx.hogwild_set_deltas(w, layout.deltas(w))
+        enable_views(ctx, layout)
 
         def run(tokens: list[Token]) -> None:
             nonlocal worst
-            sync_views()
+            sync_views(ctx, layout)
             got = decode_logits(ctx, tokens)
             want = [row for row, t in zip(mirror.forward(tokens), tokens) if t.logits]
             for g, e in zip(got, want):

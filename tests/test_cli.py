@@ -74,6 +74,14 @@ def test_corrupt_gguf(tmp_path):
     assert out.stderr.startswith("Error: ") and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_transcript_show_refuses_other_files(tmp_path):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"a": 1}\nnot json\n')
+    out = hogwild("transcript", "show", str(notes))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == f"Error: {notes}: not a hogwild transcript (no run starts in it)"
+
+
 def test_prompt_longer_than_context(smollm2_path):
     out = hogwild("run", "word " * 500, "-m", smollm2_path, "--ctx", "256", "--threads", "2")
     assert out.returncode == 1
