@@ -126,6 +126,12 @@ def last_log_error() -> str:
     return (specific or lines or [""])[-1]
 
 
+def recent_log() -> list[str]:
+    """llama.cpp's last log messages (at most 64), oldest first."""
+    with _log_lock:
+        return list(_log_lines)
+
+
 def clear_log() -> None:
     """Forget earlier log lines (called before each native call whose failure we explain)."""
     with _log_lock:

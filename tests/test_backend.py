@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from hogwild_local.backend import BackendError, Context, Model, Token
+from hogwild_local.backend import BackendError, Context, Model, Token, recent_log
 from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken, sequential_tokens
@@ -40,6 +40,13 @@ def tiny(request, tmp_path_factory):
 
 def open_context(model: Model, cache_type: str, n_seq: int = 3) -> Context:
     return model.context(n_ctx=1024, n_seq=n_seq, n_batch=64, cache_type=cache_type, n_threads=2)
+
+
+def last_cell_map() -> list[int | None]:
+    """The position of every cell (None: empty) in the last map llama.cpp logged (LLAMA_KV_CACHE_DEBUG=3)."""
+    maps = [m for m in recent_log() if m.startswith("\n") and "*" in m and m.strip()[:1] in "0123456789."]
+    assert maps, "no cell map in the log: was LLAMA_KV_CACHE_DEBUG=3 set before the context was made?"
+    return [None if cell == "." else int(cell) for cell in maps[-1].split() if cell != "*"]
 
 
 def decode_logits(ctx: Context, tokens: list[Token]) -> list[np.ndarray]:
@@ -152,7 +159,8 @@ class ReferenceRun:
 
 @pytest.mark.parametrize("kind", [LayoutKind.COMBINED, LayoutKind.STEPWISE])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
-def test_lockstep_workers_match_reference(tiny, cache_type, kind):
+def test_lockstep_workers_match_reference(tiny, cache_type, kind, monkeypatch):
+    monkeypatch.setenv("LLAMA_KV_CACHE_DEBUG", "3")  # llama.cpp then logs the cell map before placing a batch
     spec, model = tiny
     n_workers = 3
     rng = random.Random(1)
@@ -199,6 +207,11 @@ def test_lockstep_workers_match_reference(tiny, cache_type, kind):
                     ctx.seq_add(w, move.p0, move.p1, move.shift)
                     mirror.move(move.p0, move.p1, move.shift, tuple(range(n_workers)))
         assert ctx.cells_used() == layout.live_cells() == len(mirror.cells)
+        # the compaction keeps the history (block 0: canonical positions below the capacity) below the other blocks
+        cells = last_cell_map()
+        common = [i for i, pos in enumerate(cells) if pos is not None and pos < layout.capacity]
+        others = [i for i, pos in enumerate(cells) if pos is not None and pos >= layout.capacity]
+        assert len(common) > len(prompt) and others and max(common) < min(others), cells
     print(f"\nmax abs error: lockstep {spec.arch} {cache_type} {kind.value}: {worst:.3g}")
     assert worst <= TOLERANCE[cache_type], worst
 
