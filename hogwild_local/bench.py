@@ -55,7 +55,7 @@ CPU_CONTEXTS = (1024, 2048, 4096)
 GPU_CONTEXTS = (1024, 2048, 4096, 8192)
 # bytes of one element of each KV cache type (block size / block bytes for the quantized ones)
 CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
-# a prefill chunk in Hogwild mode keeps its (n_kv x tokens x blocks x heads) scores under this many bytes
+# a prefill chunk in Hogwild mode keeps its scores (at most n_kv x blocks per token and head) under this many bytes
 HOGWILD_SCORES_BUDGET = 64 << 20
 
 Log = Callable[[str], None]
@@ -386,7 +386,8 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
                    ctx.n_batch)
     enable_views(ctx, layout)
 
-    # every Hogwild token scores n_blk query copies: keep prefill chunks' scores bounded
+    # a Hogwild token's score row: block 0 over the cache plus a copy per other block over the small range
+    # (at most n_kv x n_blk entries): keep prefill chunks' scores bounded
     chunk = max(1, min(ctx.n_batch, HOGWILD_SCORES_BUDGET // (context * layout.n_blocks * n_head * 4)))
     for block in layout.blocks[1:]:
         viewers = layout.viewers(block)
