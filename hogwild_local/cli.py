@@ -46,6 +46,9 @@ def generation_options(func):
         click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
                      help="Greedy tokens for the final answer when the budget runs out."),
         click.option("--think", is_flag=True, help="Open a thinking block (reasoning models)."),
+        click.option("--check-repeats", is_flag=True,
+                     help="When a worker's step repeats a finished step word for word, open its next step with "
+                          "the self-check question (small models tend to loop)."),
         click.option("--ctx", "n_ctx", type=click.IntRange(256), default=8192, show_default=True,
                      help="KV cache cells (all workers together)."),
         click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16", show_default=True,
@@ -70,6 +73,7 @@ def make_config(opts: dict):
                               min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"], seed=opts["seed"])
     return RunConfig(method=opts["method"], workers=opts["workers"], layout=opts["layout"], budget=opts["budget"],
                      sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
+                     check_repeats=opts.get("check_repeats", False),
                      n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
 
 

@@ -64,6 +64,7 @@ class RunConfig:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     finisher_tokens: int = 16
     self_check_every: int = 1024  # generated tokens (all workers) between self-check questions; 0 = never
+    check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
     think: bool = False  # open a thinking block for reasoning models whose template does not
     n_ctx: int = 8192
     cache_type: str = "f16"
@@ -199,6 +200,7 @@ class Generation:
             yield from self._open_step(w, 0, opener=True)
 
         reason, answer, passes, generated_since_check = "budget", None, 0, 0
+        finished_bodies: set[str] = set()  # what finished steps said, to notice a worker repeating one
         t_decode = 0.0
         while passes < cfg.budget:
             self._running.wait()
@@ -241,7 +243,11 @@ class Generation:
                     boxed = prompts.extract_boxed(step_text)
                     if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
                         answer, reason = boxed, "answer"
-                    self_check = cfg.self_check_every and generated_since_check >= cfg.self_check_every
+                    body = prompts.step_body(step_text)
+                    repeated = bool(body) and body in finished_bodies
+                    finished_bodies.add(body)
+                    self_check = ((cfg.self_check_every and generated_since_check >= cfg.self_check_every)
+                                  or (cfg.check_repeats and repeated))
                     if self_check:
                         generated_since_check = 0
                     yield from self._open_step(w, passes, self_check=bool(self_check))

@@ -44,7 +44,9 @@ DEFAULT_BUDGETS = "128,256,512"
 GSM8K_REPO, GSM8K_CONFIG = "openai/gsm8k", "main"
 # settings that must match for results to be pooled in one file (the rest, e.g. threads, may change)
 COMPATIBLE_KEYS = ("dataset_sha256", "model_sha256", "seed", "sampling", "layout", "finisher_tokens", "think",
-                   "n_ctx", "cache_type")
+                   "n_ctx", "cache_type", "check_repeats")
+# the value a key had before files recorded it
+COMPATIBLE_DEFAULTS = {"check_repeats": False}
 
 
 class EvalError(click.ClickException):
@@ -350,15 +352,16 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Seque
         "methods": [s.name for s in specs], "budgets": list(budgets),
         "seed": config.sampling.seed, "sampling": asdict(config.sampling),
         "layout": config.layout, "finisher_tokens": config.finisher_tokens, "think": config.think,
-        "n_ctx": config.n_ctx, "cache_type": config.cache_type, "threads": config.threads,
+        "check_repeats": config.check_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type, "threads": config.threads,
         "gpu_layers": opts.get("gpu_layers", 0),
     }
 
 
 def _check_compatible(first: dict, header: dict, path: Path) -> None:
     for key in COMPATIBLE_KEYS:
-        if first.get(key) != header.get(key):
-            old, new = first.get(key), header.get(key)
+        default = COMPATIBLE_DEFAULTS.get(key)
+        if first.get(key, default) != header.get(key, default):
+            old, new = first.get(key, default), header.get(key, default)
             if isinstance(old, str) and len(old) > 16:
                 old, new = old[:12] + "...", str(new)[:12] + "..."
             raise EvalError(f"{path} holds results with another {key} ({old} vs now {new}); "

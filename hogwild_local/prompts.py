@@ -50,6 +50,19 @@ def user_message(problem: str, n_workers: int) -> str:
     return f"{rules(n_workers)}\n\nProblem:\n{problem.strip()}"
 
 
+_STEP_HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")
+
+
+def step_body(step_text: str) -> str:
+    """A finished step's own words: without its forced header and self-check question, whitespace collapsed.
+
+    Two steps with the same body say the same thing word for word (small models loop like that).
+    """
+    body = _STEP_HEADER.sub("", step_text.strip())
+    body = body.removeprefix(SELF_CHECK.strip())
+    return " ".join(body.split())
+
+
 def step_header(worker: int, step: int) -> str:
     """The forced opening of a worker's step, e.g. "**Alice [1]:** "."""
     return f"**{WORKER_NAMES[worker]} [{step}]:** "

@@ -132,6 +132,29 @@ def test_smollm2_end_to_end(smollm2, workers, seed):
     assert answer.reason == "budget" and answer.tokens_generated == sampled
 
 
+@pytest.mark.parametrize("check_repeats", [False, True])
+def test_check_repeats_asks_the_self_check_question(smollm2, check_repeats):
+    """Greedy SmolLM2-135M loops ("I'm going to do something." again and again). With check_repeats, a worker
+    whose step repeated a finished step word for word opens its next step with the self-check question."""
+    cfg = RunConfig(workers=2, budget=128, n_ctx=4096, threads=2, sampling=SamplingParams(temperature=0.0),
+                    stop_on_answer=False, check_repeats=check_repeats)
+    seen: set[str] = set()
+    expect_check: dict[str, bool] = {}
+    repeats = checks = 0
+    for event in Generation(smollm2, PROBLEM, cfg).events():
+        if event.type == "step":
+            body = prompts.step_body(event.text)
+            expect_check[event.worker] = bool(body) and body in seen
+            repeats += expect_check[event.worker]
+            seen.add(body)
+        elif event.type == "token" and event.forced and event.worker in expect_check:
+            asked = prompts.SELF_CHECK in event.text
+            assert asked == (check_repeats and expect_check.pop(event.worker)), (event.worker, event.text)
+            checks += asked
+    assert repeats >= 2, "this greedy run should repeat steps"
+    assert checks == (repeats if check_repeats else 0)
+
+
 def test_prompt_longer_than_context(smollm2):
     gen = Generation(smollm2, "word " * 400, RunConfig(workers=2, n_ctx=256, threads=2))
     with pytest.raises(EngineError, match=r"the prompt \(\d+ tokens\) does not fit the context \(256\)"):

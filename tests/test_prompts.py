@@ -1,0 +1,55 @@
+"""The step-boundary rule, step bodies and answer extraction (pure text, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hogwild_local import prompts
+
+
+@pytest.mark.parametrize(
+    "step, token, ends",
+    [
+        ("**Bob [2]:** 10 glasses cost $50.", "\n\n", True),
+        ("**Bob [2]:** 10 glasses cost $50.\n", "\n", True),  # tokenizers that write the blank line as two tokens
+        ("**Bob [2]:** Is it 50?", "\n\n", True),
+        ("**Bob [2]:** The cost is **$50.**", "\n\n", True),  # emphasis after the full stop
+        ("**Bob [2]:** The cost is", "\n\n", False),  # no sentence end before the blank line
+        ("**Bob [2]:** \\[ 10 \\times 5 = 50 \\]", "\n\n", False),  # display math is not a sentence end
+        ("**Bob [2]:** ```python\nx = 1.", "\n\n", False),  # inside a code fence
+        ("**Bob [2]:** $$ x = 1.", "\n\n", False),  # inside a $$ block
+        ("**Bob [2]:** Done.", " and", False),  # no blank line
+        ("**Bob [2]:** Done.\n\n", "More", False),  # the blank line came with an earlier token
+    ],
+)
+def test_ends_step(step, token, ends):
+    assert prompts.ends_step(step, token) is ends
+
+
+def test_step_body_ignores_header_self_check_and_spacing():
+    assert prompts.step_body("**Bob [3]:** 10 glasses  at $5\n each.\n\n") == "10 glasses at $5 each."
+    assert prompts.step_body("**Alice [4]:** " + prompts.SELF_CHECK + "no.\n\n") == "no."
+    assert prompts.step_body("**Alice [4]:** " + prompts.SELF_CHECK.strip()) == ""
+    assert prompts.step_body("**Alice [4]:** x") != prompts.step_body("**Alice [4]:** y")
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("so the answer is \\boxed{18}.", "18"),
+        ("\\boxed{\\frac{1}{2}} then \\boxed{3}", "3"),  # the last complete one
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
+        ("\\boxed{12", None),  # not closed
+        ("no box here", None),
+    ],
+)
+def test_extract_boxed(text, answer):
+    assert prompts.extract_boxed(text) == answer
+
+
+@pytest.mark.parametrize(
+    "answer, normal",
+    [("$1,000.00", "1000"), ("40 \\text{ minutes}", "40"), ("12.5\\%", "12.5"), ("-3", "-3"), ("x", "x"), (None, None)],
+)
+def test_normalize_number(answer, normal):
+    assert prompts.normalize_number(answer) == normal
