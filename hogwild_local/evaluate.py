@@ -352,8 +352,8 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Seque
         "methods": [s.name for s in specs], "budgets": list(budgets),
         "seed": config.sampling.seed, "sampling": asdict(config.sampling),
         "layout": config.layout, "finisher_tokens": config.finisher_tokens, "think": config.think,
-        "check_repeats": config.check_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type, "threads": config.threads,
-        "gpu_layers": opts.get("gpu_layers", 0),
+        "check_repeats": config.check_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type,
+        "threads": config.threads, "gpu_layers": opts.get("gpu_layers", 0),
     }
 
 

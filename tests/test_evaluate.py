@@ -194,6 +194,20 @@ def test_resume_refuses_other_settings(evaluated):
     assert (root / "results.jsonl").read_bytes() == before
 
 
+def test_resume_refuses_check_repeats_but_reads_older_files(evaluated, tmp_path):
+    root, args, _ = evaluated
+    out = CliRunner().invoke(main, [*args, "--check-repeats"])
+    assert out.exit_code == 1 and "holds results with another check_repeats (False vs now True)" in out.output
+    # a file written before the setting existed counts as check_repeats off
+    older = tmp_path / "older.jsonl"
+    lines = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines()]
+    for record in lines:
+        record.pop("check_repeats", None)
+    older.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = CliRunner().invoke(main, [*args[:args.index("--results")], "--results", str(older), *FAST])
+    assert out.exit_code == 0 and "all 4 runs are done already" in out.output, out.output
+
+
 def test_report_and_plot(evaluated, tmp_path):
     root, _, _ = evaluated
     png = tmp_path / "plot.png"
