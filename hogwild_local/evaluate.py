@@ -36,6 +36,7 @@ import click
 
 from .cli import generation_options, load_model, make_config
 from .prompts import normalize_number
+from .transcript import read_events
 
 RESULTS_VERSION = 1
 METHOD_NAMES = ("single", "hogwild", "independent", "self-consistency")
@@ -247,11 +248,7 @@ def read_results(path: Path) -> tuple[list[dict], dict[tuple[int, str], dict]]:
     results: dict[tuple[int, str], dict] = {}
     if not path.exists():
         return headers, results
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for rec in read_events(path):
         if rec.get("type") == "header":
             headers.append(rec)
         elif rec.get("type") == "result":

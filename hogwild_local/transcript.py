@@ -64,7 +64,8 @@ class TranscriptWriter:
 
 
 def read_events(path: str | Path) -> list[dict]:
-    """All records of a transcript (a truncated last line, from a crash, is skipped)."""
+    """All records of a JSON Lines file written as a run goes (a transcript, eval results); a truncated last
+    line, from a crash, is skipped."""
     records = []
     for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:

@@ -4,15 +4,16 @@ For every transcript of a multi-worker method: finished steps, steps whose text 
 "**Name [k]:**" header, whitespace collapsed) equals an earlier finished step's text, and steps in which a
 worker writes another step header or a section header of the view itself (it imitates the layout).
 
-    python scripts/echo_stats.py /path/to/transcripts [--method hogwild-2]
+    .venv/bin/python scripts/echo_stats.py /path/to/transcripts [--method hogwild-2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
+
+from hogwild_local.transcript import read_events
 
 HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")
 FORGED = re.compile(r"\*\*\w+ \[\d+\]:\*\*|^#{2,3} ", re.MULTILINE)
@@ -20,15 +21,7 @@ FORGED = re.compile(r"\*\*\w+ \[\d+\]:\*\*|^#{2,3} ", re.MULTILINE)
 
 def step_texts(path: Path) -> list[str]:
     """The finished steps of one transcript, in completion order, without their forced header."""
-    steps = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("type") == "step":
-            steps.append(HEADER.sub("", record["text"].strip()))
-    return steps
+    return [HEADER.sub("", record["text"].strip()) for record in read_events(path) if record.get("type") == "step"]
 
 
 def main() -> None:
