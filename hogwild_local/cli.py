@@ -49,6 +49,12 @@ def generation_options(func):
         click.option("--check-repeats", is_flag=True,
                      help="When a worker's step repeats a finished step word for word, open its next step with "
                           "the self-check question (small models tend to loop)."),
+        click.option("--end-at-headers", is_flag=True,
+                     help="End a step where its worker starts writing a step header itself (\"**Bob [\"), "
+                          "and cut that header: only the engine opens steps."),
+        click.option("--drop-repeats", is_flag=True,
+                     help="Free a finished step that repeats a step its worker has seen word for word, "
+                          "instead of adding it to the history."),
         click.option("--ctx", "n_ctx", type=click.IntRange(256), default=8192, show_default=True,
                      help="KV cache cells (all workers together)."),
         click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16", show_default=True,
@@ -74,6 +80,7 @@ def make_config(opts: dict):
     return RunConfig(method=opts["method"], workers=opts["workers"], layout=opts["layout"], budget=opts["budget"],
                      sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
                      check_repeats=opts.get("check_repeats", False),
+                     end_at_headers=opts.get("end_at_headers", False), drop_repeats=opts.get("drop_repeats", False),
                      n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
 
 
@@ -119,6 +126,12 @@ class Printer:
             if line.strip():
                 click.echo(self.label(worker) + line)
         self.buffers[worker] = rest
+
+    def cut(self, worker: str, text: str) -> None:
+        """The engine cut the worker's step to ``text``: forget the cut part of the line not shown yet."""
+        kept_line = text.rstrip("\n").rsplit("\n", 1)[-1]
+        buffer = self.buffers.get(worker, "")
+        self.buffers[worker] = kept_line if kept_line and buffer.startswith(kept_line) else ""
 
     def flush(self, worker: str | None = None) -> None:
         for name in [worker] if worker else list(self.buffers):
@@ -204,6 +217,8 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                     sys.stdout.flush()
                 elif event.type == "step":
                     printer.flush(event.worker)
+                elif event.type == "cut":
+                    printer.cut(event.worker, event.text)
                 elif event.type == "stats":
                     speed = event.tokens_per_s
                 elif event.type == "answer":

@@ -8,7 +8,10 @@ as a step header). Every token is stored once; before each pass every worker's v
 to the backend, so each worker sees the cache in its own order (``hogwild_local.layout``). A token
 written in a pass is visible to the other workers in that same pass. When a worker ends a step, its
 cells move to the end of the shared history with one K-shift and its next step opens with a forced
-header. When the budget ends without an answer, a final-answer sequence that sees the history and
+header. Two optional remedies for small models that loop: ``end_at_headers`` ends a step where the
+worker begins to write a step header itself (the header is cut), ``drop_repeats`` frees a finished
+step that repeats one the worker has seen word for word instead of adding it to the history.
+When the budget ends without an answer, a final-answer sequence that sees the history and
 everyone's unfinished steps decodes greedily after a short "time is up" sentence.
 
 Methods (same budget accounting: passes, prefill and finisher excluded):
@@ -20,6 +23,7 @@ Methods (same budget accounting: passes, prefill and finisher excluded):
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import threading
 import time
@@ -29,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import prompts
 from .backend import BackendError, Context, Model, Sampler, SamplingParams, Token
-from .events import AnswerEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
+from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
 from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
 
 METHODS = ("hogwild", "single", "independent", "self-consistency")
@@ -65,6 +69,8 @@ class RunConfig:
     finisher_tokens: int = 16
     self_check_every: int = 1024  # generated tokens (all workers) between self-check questions; 0 = never
     check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
+    end_at_headers: bool = False  # a step ends where its worker starts writing a step header (the header is cut)
+    drop_repeats: bool = False  # a finished step that repeats one its worker has seen is freed, not kept
     think: bool = False  # open a thinking block for reasoning models whose template does not
     n_ctx: int = 8192
     cache_type: str = "f16"
@@ -104,6 +110,8 @@ class Worker:
     pending: list[int] = field(default_factory=list)  # tokens to write in the next pass
     step: int = 1
     step_text: str = ""
+    step_start: int = 0  # where the step begins in the worker's step block (later than 0 if steps stay put)
+    token_ends: list[int] = field(default_factory=list)  # per token of the step: its end in step_text
     ending: bool = False  # the pending token ends the step
     done: bool = False
     generated: int = 0
@@ -200,7 +208,7 @@ class Generation:
             yield from self._open_step(w, 0, opener=True)
 
         reason, answer, passes, generated_since_check = "budget", None, 0, 0
-        finished_bodies: set[str] = set()  # what finished steps said, to notice a worker repeating one
+        finished_bodies: dict[int, set[str]] = {}  # per worker: what its finished steps said (to notice repeats)
         t_decode = 0.0
         while passes < cfg.budget:
             self._running.wait()
@@ -238,14 +246,18 @@ class Generation:
             for w in active:
                 if w.ending:  # the step-ending token is in the cache now: move the step into the history
                     step_text = w.step_text
+                    body = prompts.step_body(step_text)
+                    repeated = bool(body) and body in self._bodies_seen_by(w.index, finished_bodies)
+                    if repeated and cfg.drop_repeats:
+                        yield self._cut_step(w, 0, passes, "repeat")
+                        yield from self._open_step(w, passes, self_check=cfg.check_repeats)
+                        continue
                     self._finish_step(w)
                     yield StepEvent(w.name, w.step - 1, step_text, passes)
                     boxed = prompts.extract_boxed(step_text)
                     if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
                         answer, reason = boxed, "answer"
-                    body = prompts.step_body(step_text)
-                    repeated = bool(body) and body in finished_bodies
-                    finished_bodies.add(body)
+                    finished_bodies.setdefault(w.index, set()).add(body)
                     self_check = ((cfg.self_check_every and generated_since_check >= cfg.self_check_every)
                                   or (cfg.check_repeats and repeated))
                     if self_check:
@@ -264,9 +276,14 @@ class Generation:
                 w.ending = prompts.ends_step(w.step_text, text)
                 w.step_text += text
                 w.pending = [tok]
+                w.token_ends.append(len(w.step_text))
                 w.generated += 1
                 generated_since_check += 1
                 yield TokenEvent(w.name, text, passes)
+                if cfg.end_at_headers:
+                    forged = prompts.forged_header(w.step_text, w.token_ends[0])
+                    if forged is not None:
+                        yield self._cut_step(w, bisect.bisect_right(w.token_ends, forged), passes, "header")
 
             elapsed = time.perf_counter() - t0
             generated = sum(w.generated for w in workers)
@@ -331,11 +348,42 @@ class Generation:
             text += prompts.SELF_CHECK
         w.pending = self.model.tokenize(text)
         w.step_text = text
+        w.step_start = self.layout.steps[w.index].length
+        w.token_ends = [len(text)] * len(w.pending)
         for tok in w.pending:
             w.sampler.accept(tok)
         w.decoder.reset()
         yield TokenEvent(w.name, text, pass_, forced=True)
         w.ending = False
+
+    def _cut_step(self, w: Worker, keep: int, pass_: int, reason: str) -> CutEvent:
+        """Keep the first ``keep`` tokens of the worker's step and free the rest of its cells.
+
+        ``keep`` = 0 frees the whole step (its next step opens in its place); otherwise the step ends
+        right there with a forced blank line (written in the next pass, then the step joins the history).
+        """
+        while keep and w.token_ends[keep - 1] > w.token_ends[0] and w.step_text[
+                w.token_ends[keep - 2]:w.token_ends[keep - 1]].isspace():
+            keep -= 1  # blank text before the cut goes too: the forced blank line ends the step
+        written = self.layout.steps[w.index].length - w.step_start  # the pending tokens are not in the cache
+        freed = self.layout.cut_step(w.index, w.step_start + min(keep, written))
+        if len(freed):
+            self._memory("seq_rm", -1, freed.start, freed.stop)
+        w.decoder.reset()
+        if keep == 0:
+            w.step_text, w.pending, w.token_ends, w.ending = "", [], [], False
+        else:
+            w.step_text = w.step_text[:w.token_ends[keep - 1]] + "\n\n"
+            w.pending = self.model.tokenize("\n\n")
+            w.token_ends = w.token_ends[:keep] + [len(w.step_text)] * len(w.pending)
+            w.ending = True
+        return CutEvent(w.name, w.step_text, pass_, reason)
+
+    def _bodies_seen_by(self, worker: int, finished_bodies: dict[int, set[str]]) -> set[str]:
+        """The finished steps' bodies this worker can see (its own only if the workers are independent)."""
+        if self.layout.kind is LayoutKind.INDEPENDENT:
+            return finished_bodies.get(worker, set())
+        return set().union(*finished_bodies.values())
 
     def _finish_step(self, w: Worker) -> None:
         """Move the finished step to the end of the history (one K-shift), shared with everyone."""

@@ -45,9 +45,9 @@ DEFAULT_BUDGETS = "128,256,512"
 GSM8K_REPO, GSM8K_CONFIG = "openai/gsm8k", "main"
 # settings that must match for results to be pooled in one file (the rest, e.g. threads, may change)
 COMPATIBLE_KEYS = ("dataset_sha256", "model_sha256", "seed", "sampling", "layout", "finisher_tokens", "think",
-                   "n_ctx", "cache_type", "check_repeats")
+                   "n_ctx", "cache_type", "check_repeats", "end_at_headers", "drop_repeats")
 # the value a key had before files recorded it
-COMPATIBLE_DEFAULTS = {"check_repeats": False}
+COMPATIBLE_DEFAULTS = {"check_repeats": False, "end_at_headers": False, "drop_repeats": False}
 
 
 class EvalError(click.ClickException):
@@ -349,7 +349,8 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Seque
         "methods": [s.name for s in specs], "budgets": list(budgets),
         "seed": config.sampling.seed, "sampling": asdict(config.sampling),
         "layout": config.layout, "finisher_tokens": config.finisher_tokens, "think": config.think,
-        "check_repeats": config.check_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type,
+        "check_repeats": config.check_repeats, "end_at_headers": config.end_at_headers,
+        "drop_repeats": config.drop_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type,
         "threads": config.threads, "gpu_layers": opts.get("gpu_layers", 0),
     }
 

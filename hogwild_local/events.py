@@ -42,6 +42,21 @@ class StepEvent:
 
 
 @dataclass(frozen=True)
+class CutEvent:
+    """The engine cut a worker's unfinished step; ``text`` is what stays of it ("" = all of it was freed).
+
+    ``reason``: ``header`` (the worker began a step header itself: the step ends before it) or ``repeat``
+    (the finished step said word for word what a seen step said, and was freed instead of kept).
+    """
+
+    worker: str
+    text: str
+    pass_: int
+    reason: str
+    type: str = "cut"
+
+
+@dataclass(frozen=True)
 class StatsEvent:
     """Progress after a pass; ``cells_used`` is read from llama.cpp, ``tokens_written`` counted by the engine."""
 
@@ -82,7 +97,7 @@ class AnswerEvent:
     type: str = "answer"
 
 
-Event = StartEvent | TokenEvent | StepEvent | StatsEvent | SnapshotEvent | AnswerEvent
+Event = StartEvent | TokenEvent | StepEvent | CutEvent | StatsEvent | SnapshotEvent | AnswerEvent
 
 
 def to_dict(event: Event) -> dict:

@@ -218,6 +218,15 @@ class Layout:
         """Reserve the next ``n`` canonical positions of the worker's step block."""
         return self._grow(self.steps[worker], n)
 
+    def cut_step(self, worker: int, keep: int) -> range:
+        """Shorten the worker's step block to its first ``keep`` positions; returns the canonical range to free."""
+        step = self.steps[worker]
+        if not 0 <= keep <= step.length:
+            raise ValueError(f"cannot keep {keep} of {step.length} positions")
+        cut = range(step.start + keep, step.end)
+        step.length = keep
+        return cut
+
     def append_finisher(self, n: int) -> range:
         """Reserve the next ``n`` positions of the final-answer prompt."""
         return self._grow(self.finisher, n)

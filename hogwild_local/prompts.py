@@ -63,6 +63,20 @@ def step_body(step_text: str) -> str:
     return " ".join(body.split())
 
 
+# a step header, or a user note's, as a worker might start to write one itself ("**Bob [", "**User:")
+_HEADER_START = re.compile(r"\*\*(?:(?:" + "|".join(WORKER_NAMES) + r")\s*\[|User:)")
+
+
+def forged_header(step_text: str, start: int) -> int | None:
+    """Where, at or after ``start``, the step text begins a step header of its own (None if it does not).
+
+    Only the engine writes step headers; small models imitate them, going on to write another worker's
+    step (or their own next one) inside the current step.
+    """
+    match = _HEADER_START.search(step_text, start)
+    return match.start() if match else None
+
+
 def step_header(worker: int, step: int) -> str:
     """The forced opening of a worker's step, e.g. "**Alice [1]:** "."""
     return f"**{WORKER_NAMES[worker]} [{step}]:** "

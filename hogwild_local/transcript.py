@@ -37,7 +37,7 @@ class TranscriptWriter:
                 self._write(held)
             self._tokens[key] = data
             return
-        if data["type"] in ("stats", "step", "answer"):
+        if data["type"] in ("stats", "step", "cut", "answer"):
             self._flush_tokens()
         self._write(data)
 
@@ -106,6 +106,10 @@ def render_markdown(path: str | Path) -> str:
         elif kind == "step":
             out.append(rec["text"].strip() + "\n")
             current.pop(rec["worker"], None)
+        elif kind == "cut":
+            current[rec["worker"]] = rec["text"]
+            if rec["reason"] == "repeat":
+                out.append(f"*({rec['worker']}'s step repeated a finished one word for word and was dropped.)*\n")
         elif kind == "answer":
             unfinished = {w: t for w, t in current.items() if t.strip()}
             if unfinished:

@@ -44,6 +44,32 @@ def test_json_stream(smollm2_path, tmp_path):
     assert shown.returncode == 0 and "## Answer" in shown.stdout
 
 
+def test_dropped_steps_in_the_stream_and_the_transcript(smollm2_path, tmp_path):
+    """Greedy SmolLM2-135M repeats its steps; --drop-repeats reports each dropped step as a "cut" event,
+    and `transcript show` says so where it happened."""
+    transcript = tmp_path / "run.jsonl"
+    out = hogwild("run", "Natalia sold 48 clips in April and half as many in May. How many in all?",
+                  "-m", smollm2_path, "-b", "96", "-t", "0", "--threads", "2", "--drop-repeats",
+                  "--json", "--transcript", str(transcript))
+    assert out.returncode == 0, out.stderr
+    cuts = [e for e in map(json.loads, out.stdout.splitlines()) if e["type"] == "cut"]
+    assert cuts and all(e["reason"] == "repeat" and e["text"] == "" for e in cuts)
+    shown = hogwild("transcript", "show", str(transcript)).stdout
+    assert shown.count("word for word and was dropped") == len(cuts)
+
+
+def test_printer_forgets_a_cut_header():
+    from hogwild_local.cli import Printer
+
+    printer = Printer(colour=False)
+    printer.token("Bob", "**Bob [2]:** 80 + 50 = 130 **Alice [")
+    printer.cut("Bob", "**Bob [2]:** 80 + 50 = 130 \n\n")
+    assert printer.buffers["Bob"] == "**Bob [2]:** 80 + 50 = 130 "
+    printer.token("Alice", "no\n\n**Alice [")
+    printer.cut("Alice", "no\n\n")  # the kept line was shown already
+    assert printer.buffers["Alice"] == ""
+
+
 def test_problem_from_stdin_and_plain_output(smollm2_path):
     out = hogwild("run", "-", "-m", smollm2_path, "-b", "6", "--threads", "2", stdin="What is 2 + 2?")
     assert out.returncode == 0, out.stderr

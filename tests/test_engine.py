@@ -76,7 +76,10 @@ def replay(spec, trace: list[tuple], block_ranges: list[tuple[int, int, int]]) -
             seq, p0, p1 = args
             for c, (p, seqs) in cells.items():
                 if p0 <= p < p1:
-                    seqs.discard(seq)
+                    if seq < 0:
+                        seqs.clear()
+                    else:
+                        seqs.discard(seq)
     return worst
 
 
@@ -98,6 +101,39 @@ def test_engine_logits_match_reference(tiny_with_vocab, monkeypatch, layout):
     steps = [e for e in events if e.type == "step"]
     assert {e.worker for e in steps} >= {"Alice", "Bob", "Carol", "User"}
     assert any(op == "seq_add" for op, *_ in gen.trace)
+    worst = replay(spec, gen.trace, gen.layout.block_ranges())
+    assert worst <= 1e-4, worst
+
+
+@pytest.mark.parametrize("layout", ["combined", "independent"])
+def test_cut_and_dropped_steps_leave_a_consistent_cache(tiny_with_vocab, monkeypatch, layout):
+    """Cutting a step (a forged header) and dropping one (a repeat) free cells that later tokens reuse;
+    the logits must still match the reference, and the cache must hold exactly the layout's tokens."""
+    spec, model = tiny_with_vocab
+    monkeypatch.setattr(prompts, "ends_step", lambda step_text, token_text: len(step_text) > 70)
+    # random text never writes "**Bob [": pretend a header starts 12 characters into a step 40 long
+    monkeypatch.setattr(prompts, "forged_header",
+                        lambda text, start: start + 12 if len(text) > start + 40 else None)
+    # and every other step of a worker repeats one it has seen
+    bodies = iter(["first", "same", "second", "same"] * 20)
+    monkeypatch.setattr(prompts, "step_body", lambda text: next(bodies))
+    method = "hogwild" if layout == "combined" else "independent"
+    cfg = RunConfig(method=method, workers=2, budget=60, n_ctx=1024, cache_type="f32", threads=2,
+                    sampling=SamplingParams(temperature=1.0, seed=5), stop_on_answer=False,
+                    end_at_headers=True, drop_repeats=True)
+    gen = Generation(model, "What is 2 + 3?", cfg)
+    gen.trace = []
+    events = list(gen.events())
+    cuts = [e for e in events if e.type == "cut"]
+    assert {e.reason for e in cuts} == {"header", "repeat"}
+    for e in cuts:
+        if e.reason == "header":
+            header = prompts.step_header(["Alice", "Bob"].index(e.worker), 1).split("[")[0]
+            assert e.text.startswith(header) and e.text.endswith("\n\n")
+        else:
+            assert e.text == ""
+    assert any(op == "seq_rm" and args[0] == -1 for op, *args in gen.trace)
+    assert gen.ctx.cells_used() == gen.layout.live_cells()
     worst = replay(spec, gen.trace, gen.layout.block_ranges())
     assert worst <= 1e-4, worst
 
@@ -153,6 +189,29 @@ def test_check_repeats_asks_the_self_check_question(smollm2, check_repeats):
             checks += asked
     assert repeats >= 2, "this greedy run should repeat steps"
     assert checks == (repeats if check_repeats else 0)
+
+
+def test_drop_repeats_keeps_repeated_steps_out_of_the_history(smollm2):
+    """Greedy SmolLM2-135M loops (see above). With drop_repeats a step that repeats a finished one is freed:
+    the history holds no step twice, and the worker writes that step again under the same number."""
+    cfg = RunConfig(workers=2, budget=128, n_ctx=4096, threads=2, sampling=SamplingParams(temperature=0.0),
+                    stop_on_answer=False, drop_repeats=True)
+    gen = Generation(smollm2, PROBLEM, cfg)
+    bodies, opened, reopen, drops = [], {}, {}, 0
+    for event in gen.events():
+        if event.type == "step":
+            bodies.append(prompts.step_body(event.text))
+        elif event.type == "cut":
+            assert event.reason == "repeat" and event.text == ""
+            reopen[event.worker] = opened[event.worker]
+            drops += 1
+        elif event.type == "token" and event.forced:
+            opened[event.worker] = int(event.text.split("[")[1].split("]")[0])
+            if event.worker in reopen:
+                assert opened[event.worker] == reopen.pop(event.worker)  # the dropped step's number again
+    assert drops >= 2, "this greedy run should repeat steps"
+    assert len(bodies) == len(set(bodies)) and len(gen.layout.history) == len(bodies)
+    assert gen.ctx.cells_used() == gen.layout.live_cells()
 
 
 def test_prompt_longer_than_context(smollm2):

@@ -194,15 +194,16 @@ def test_resume_refuses_other_settings(evaluated):
     assert (root / "results.jsonl").read_bytes() == before
 
 
-def test_resume_refuses_check_repeats_but_reads_older_files(evaluated, tmp_path):
+@pytest.mark.parametrize("key", ["check_repeats", "end_at_headers", "drop_repeats"])
+def test_resume_refuses_a_remedy_but_reads_older_files(evaluated, tmp_path, key):
     root, args, _ = evaluated
-    out = CliRunner().invoke(main, [*args, "--check-repeats"])
-    assert out.exit_code == 1 and "holds results with another check_repeats (False vs now True)" in out.output
-    # a file written before the setting existed counts as check_repeats off
+    out = CliRunner().invoke(main, [*args, "--" + key.replace("_", "-")])
+    assert out.exit_code == 1 and f"holds results with another {key} (False vs now True)" in out.output
+    # a file written before the setting existed counts as off
     older = tmp_path / "older.jsonl"
     lines = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines()]
     for record in lines:
-        record.pop("check_repeats", None)
+        record.pop(key, None)
     older.write_text("".join(json.dumps(r) + "\n" for r in lines))
     out = CliRunner().invoke(main, [*args[:args.index("--results")], "--results", str(older), *FAST])
     assert out.exit_code == 0 and "all 4 runs are done already" in out.output, out.output

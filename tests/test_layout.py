@@ -137,6 +137,16 @@ def test_finished_step_moves_into_history(two_workers):
     assert two_workers.history == [HistoryEntry(0, 3, 2), HistoryEntry(None, 5, 1), HistoryEntry(1, 6, 3)]
 
 
+def test_cut_step_frees_the_tail(two_workers):
+    layout = two_workers  # Bob's step holds 3 tokens at 206..208
+    assert layout.append(1, 4) == range(209, 213)
+    assert layout.cut_step(1, 5) == range(211, 213)
+    assert layout.steps[1].length == 5 and layout.append(1) == range(211, 212)  # appends go on where the cut was
+    assert layout.cut_step(1, 0) == range(206, 212) and layout.steps[1].length == 0
+    with pytest.raises(ValueError, match="cannot keep 1 of 0 positions"):
+        layout.cut_step(1, 1)
+
+
 def test_stepwise_and_contiguous_views(two_workers):
     stepwise = Layout(STEPWISE, 2, capacity=100, header_lengths=(2, 1, 2))
     stepwise.append_prompt(3)

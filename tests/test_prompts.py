@@ -53,3 +53,19 @@ def test_extract_boxed(text, answer):
 )
 def test_normalize_number(answer, normal):
     assert prompts.normalize_number(answer) == normal
+
+
+@pytest.mark.parametrize(
+    "text, start, at",
+    [
+        ("**Bob [2]:** 80 + 50 = 130 **Alice [2]:** The total", 13, 27),  # another worker's header
+        ("**Bob [2]:** no\n\n**Bob [3]:", 13, 17),  # its own next step
+        ("**Bob [2]:** Done. **User:** hi", 13, 19),  # a user note's header
+        ("**Bob [2]:** 1. **Define the cost:** 5 dollars.", 13, None),  # bold text is not a header
+        ("**Bob [2]:** Bob said 130.", 13, None),  # a name without the header form
+        ("**Bob [2]:** **Dave [", 13, 13),  # detected as soon as "**Name [" is written
+        ("**Bob [2]:** text", 0, 0),  # the forced header itself counts when the search starts at 0
+    ],
+)
+def test_forged_header(text, start, at):
+    assert prompts.forged_header(text, start) == at

@@ -20,7 +20,7 @@ from textual.widgets import Input, Select
 
 from hogwild_local.backend import SamplingParams
 from hogwild_local.engine import RunConfig
-from hogwild_local.events import StepEvent, TokenEvent
+from hogwild_local.events import CutEvent, StepEvent, TokenEvent
 from hogwild_local.layout import LayoutKind
 from tui.answer import REASONS, AnswerPanel
 from tui.app import SAMPLE_PROBLEM, HogwildApp
@@ -221,3 +221,18 @@ def test_block_texts_follow_the_layout(kind: LayoutKind) -> None:
     else:
         assert [a for a, _ in texts.history] == ["User"]
         assert texts.steps["Alice"] == "**Alice [1]:** One.\n\n**Alice [2]:** "
+
+
+@pytest.mark.parametrize("kind", [LayoutKind.COMBINED, LayoutKind.CONTIGUOUS])
+def test_block_texts_follow_cuts(kind: LayoutKind) -> None:
+    """A cut replaces the current step's text only; earlier steps kept in the block (contiguous) stay."""
+    texts = BlockTexts("PROMPT", kind)
+    for event in [TokenEvent("Bob", "**Bob [1]:** ", 0, forced=True), TokenEvent("Bob", "One.\n\n", 1),
+                  StepEvent("Bob", 1, "**Bob [1]:** One.\n\n", 2),
+                  TokenEvent("Bob", "**Bob [2]:** ", 2, forced=True), TokenEvent("Bob", "8 **Alice [", 3),
+                  CutEvent("Bob", "**Bob [2]:** 8\n\n", 3, "header")]:
+        texts.add(event)
+    earlier = "" if kind is LayoutKind.COMBINED else "**Bob [1]:** One.\n\n"
+    assert texts.steps["Bob"] == earlier + "**Bob [2]:** 8\n\n"
+    texts.add(CutEvent("Bob", "", 4, "repeat"))
+    assert texts.steps["Bob"] == earlier

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Header
 
 from hogwild_local.engine import Generation, RunConfig
-from hogwild_local.events import AnswerEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from hogwild_local.events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
 from hogwild_local.layout import WORKER_NAMES
 from hogwild_local.transcript import TranscriptWriter
 
@@ -191,6 +191,10 @@ class HogwildApp(App[int]):
             pane = self.query_one(WorkerGrid).panes.get(event.worker)
             if pane is not None:
                 pane.add(event.text, event.forced)
+        elif isinstance(event, CutEvent):
+            pane = self.query_one(WorkerGrid).panes.get(event.worker)
+            if pane is not None:
+                pane.cut(event.text)
         elif isinstance(event, StepEvent):
             self.query_one(HistoryPane).add_step(event.worker, event.step, event.text)
         elif isinstance(event, StatsEvent):

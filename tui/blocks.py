@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hogwild_local import prompts
-from hogwild_local.events import AnswerEvent, Event, StepEvent, TokenEvent
+from hogwild_local.events import AnswerEvent, CutEvent, Event, StepEvent, TokenEvent
 from hogwild_local.layout import WORKER_NAMES, Block, Layout, LayoutKind
 
 
@@ -36,6 +36,7 @@ class BlockTexts:
     layout_kind: LayoutKind
     history: list[tuple[str, str]] = field(default_factory=list)  # (author, text) of the common block
     steps: dict[str, str] = field(default_factory=dict)  # worker name -> text of its step block
+    step_starts: dict[str, int] = field(default_factory=dict)  # worker name -> where its current step begins
     finisher: str = ""
 
     @property
@@ -46,10 +47,14 @@ class BlockTexts:
     def add(self, event: Event) -> None:
         """Account for one event of the run."""
         if isinstance(event, TokenEvent):
-            if event.forced and self.moves_steps:  # a new step opens in an emptied block
-                self.steps[event.worker] = event.text
-            else:
-                self.steps[event.worker] = self.steps.get(event.worker, "") + event.text
+            if event.forced:  # a new step opens, in an emptied block if steps move into the history
+                if self.moves_steps:
+                    self.steps[event.worker] = ""
+                self.step_starts[event.worker] = len(self.steps.get(event.worker, ""))
+            self.steps[event.worker] = self.steps.get(event.worker, "") + event.text
+        elif isinstance(event, CutEvent):
+            start = self.step_starts.get(event.worker, 0)
+            self.steps[event.worker] = self.steps.get(event.worker, "")[:start] + event.text
         elif isinstance(event, StepEvent):
             if event.worker == "User" or self.moves_steps:
                 self.history.append((event.worker, event.text))

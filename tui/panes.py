@@ -54,6 +54,14 @@ class WorkerPane(Widget):
             self.text += text
         self._dirty = True
 
+    def cut(self, text: str) -> None:
+        """The engine cut the current step: show what stays of it (nothing: the step was dropped, and the
+        worker writes it again under the same number)."""
+        self.text = text
+        if not text:
+            self.step -= 1
+        self._dirty = True
+
     def set_rate(self, tokens_per_s: float) -> None:
         """Show the worker's generation speed under the pane."""
         self.border_subtitle = f"{tokens_per_s:.1f} tok/s"
