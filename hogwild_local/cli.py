@@ -42,6 +42,9 @@ def generation_options(func):
         click.option("--top-p", type=float, default=0.95, show_default=True),
         click.option("--min-p", type=float, default=0.05, show_default=True),
         click.option("--repeat-penalty", type=float, default=1.0, show_default=True),
+        click.option("--dry", "dry_multiplier", type=click.FloatRange(0), default=0.0, show_default=True,
+                     help="DRY penalty strength (0.8 is usual; 0 = off): discourages repeating a run of tokens "
+                          "from the text the worker sees, other workers' steps included."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
                      help="Greedy tokens for the final answer when the budget runs out."),
@@ -76,7 +79,8 @@ def make_config(opts: dict):
     from .engine import RunConfig
 
     sampling = SamplingParams(temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
-                              min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"], seed=opts["seed"])
+                              min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"],
+                              dry_multiplier=opts["dry_multiplier"], seed=opts["seed"])
     return RunConfig(method=opts["method"], workers=opts["workers"], layout=opts["layout"], budget=opts["budget"],
                      sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
                      check_repeats=opts.get("check_repeats", False),

@@ -138,6 +138,7 @@ class Generation:
         self._lock = threading.Lock()
         self.layout: Layout | None = None
         self.ctx: Context | None = None
+        self._written: dict[int, list[int]] = {}  # per block: the tokens written there, but the prompt's
         # when a list, every cache operation is appended to it (tests replay it against a reference)
         self.trace: list[tuple] | None = None
 
@@ -202,6 +203,7 @@ class Generation:
                 self._sync_views()
                 self._write(ctx, text, layout.fill_header(block), layout.viewers(block))
         tokens_written = ctx.cells_used()
+        self._written = {block.id: [] for block in layout.blocks}
 
         workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
         for w in workers:
@@ -242,6 +244,8 @@ class Generation:
             t_decode += time.perf_counter() - t
             passes += 1
             tokens_written += len(batch)
+            for w in active:
+                self._written[layout.steps[w.index].id] += w.pending
 
             for w in active:
                 if w.ending:  # the step-ending token is in the cache now: move the step into the history
@@ -264,6 +268,8 @@ class Generation:
                         generated_since_check = 0
                     yield from self._open_step(w, passes, self_check=bool(self_check))
                     continue
+                if w.sampler.has_dry:
+                    w.sampler.set_dry_context(self._read_by(w.index))
                 tok = w.sampler.sample(ctx, last_index[w.index])
                 if model.is_eog(tok):
                     w.done = True
@@ -369,6 +375,7 @@ class Generation:
         freed = self.layout.cut_step(w.index, w.step_start + min(keep, written))
         if len(freed):
             self._memory("seq_rm", -1, freed.start, freed.stop)
+            del self._written[self.layout.steps[w.index].id][-len(freed):]
         w.decoder.reset()
         if keep == 0:
             w.step_text, w.pending, w.token_ends, w.ending = "", [], [], False
@@ -378,6 +385,10 @@ class Generation:
             w.token_ends = w.token_ends[:keep] + [len(w.step_text)] * len(w.pending)
             w.ending = True
         return CutEvent(w.name, w.step_text, pass_, reason)
+
+    def _read_by(self, worker: int) -> list[int]:
+        """The generated tokens the worker sees (history, others' steps, its own), in its view's order."""
+        return [tok for block in self.layout.visible_blocks(worker) for tok in self._written[block.id]]
 
     def _bodies_seen_by(self, worker: int, finished_bodies: dict[int, set[str]]) -> set[str]:
         """The finished steps' bodies this worker can see (its own only if the workers are independent)."""
@@ -389,6 +400,9 @@ class Generation:
         """Move the finished step to the end of the history (one K-shift), shared with everyone."""
         move = self.layout.finish_step(w.index)
         if move:
+            step_tokens = self._written[self.layout.steps[w.index].id]
+            self._written[self.layout.common.id] += step_tokens
+            step_tokens.clear()
             if self.layout.kind is LayoutKind.STEPWISE:
                 for other in range(self.layout.n_workers):
                     if other != w.index:
@@ -403,6 +417,7 @@ class Generation:
             text = f"**User:** {note.strip()}\n\n"
             tokens = self.model.tokenize(text)
             positions = self.layout.append_note(len(tokens))
+            self._written[self.layout.common.id] += tokens
             self._sync_views()
             self._write(ctx, tokens, positions, tuple(range(self.layout.n_workers)))
             yield StepEvent("User", 0, text, pass_)

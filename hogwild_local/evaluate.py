@@ -355,11 +355,23 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Seque
     }
 
 
+def _settings(header: dict) -> dict:
+    """The settings of a header that must match, with the values older files did not record yet."""
+    from dataclasses import asdict
+
+    from .backend import SamplingParams
+
+    settings = {key: header.get(key, COMPATIBLE_DEFAULTS.get(key)) for key in COMPATIBLE_KEYS}
+    if isinstance(settings["sampling"], dict):  # sampler settings added later (DRY) were at their defaults
+        settings["sampling"] = {**asdict(SamplingParams()), **settings["sampling"]}
+    return settings
+
+
 def _check_compatible(first: dict, header: dict, path: Path) -> None:
+    before, now = _settings(first), _settings(header)
     for key in COMPATIBLE_KEYS:
-        default = COMPATIBLE_DEFAULTS.get(key)
-        if first.get(key, default) != header.get(key, default):
-            old, new = first.get(key, default), header.get(key, default)
+        if before[key] != now[key]:
+            old, new = before[key], now[key]
             if isinstance(old, str) and len(old) > 16:
                 old, new = old[:12] + "...", str(new)[:12] + "..."
             raise EvalError(f"{path} holds results with another {key} ({old} vs now {new}); "

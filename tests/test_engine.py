@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hogwild_local import prompts
-from hogwild_local.backend import Model, SamplingParams
+from hogwild_local.backend import Model, Sampler, SamplingParams, Token
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import resolve_model
 from reference import ReferenceModel, RefToken
@@ -212,6 +212,51 @@ def test_drop_repeats_keeps_repeated_steps_out_of_the_history(smollm2):
     assert drops >= 2, "this greedy run should repeat steps"
     assert len(bodies) == len(set(bodies)) and len(gen.layout.history) == len(bodies)
     assert gen.ctx.cells_used() == gen.layout.live_cells()
+
+
+def test_dry_penalizes_repeating_the_context_it_is_given(smollm2):
+    """DRY finds repeats in the tokens set_dry_context hands it: greedy SmolLM2 continues "The capital of
+    France is" with the same token as without DRY, unless that context already holds those words followed
+    by that token."""
+    prompt = smollm2.tokenize("The capital of France is")
+    last = len(prompt) - 1
+    with smollm2.context(n_ctx=256, n_threads=2) as ctx:
+        ctx.decode([Token(t, i, (0,), i == last) for i, t in enumerate(prompt)])
+        with Sampler(smollm2, SamplingParams(temperature=0)) as plain, \
+                Sampler(smollm2, SamplingParams(temperature=0, dry_multiplier=5.0)) as dry:
+            first = plain.sample(ctx, last)
+            dry.set_dry_context(prompt)
+            assert dry.sample(ctx, last) == first
+            dry.set_dry_context([*prompt, first, *smollm2.tokenize(". Yes."), *prompt])
+            assert dry.sample(ctx, last) != first
+
+
+def test_dry_reads_what_the_worker_sees(smollm2, monkeypatch):
+    """With DRY on, the context each worker's sampler gets is its view: the finished steps in order, the
+    other worker's unfinished step, then its own step (the prompt and the fixed header texts left out).
+    Text from an event of pass p is written into the cache in pass p + 1."""
+    given: list[tuple[int, list[int]]] = []
+    monkeypatch.setattr(Sampler, "set_dry_context", lambda self, tokens: given.append((id(self), list(tokens))))
+    cfg = RunConfig(workers=2, budget=40, n_ctx=2048, threads=2, stop_on_answer=False,
+                    sampling=SamplingParams(seed=3, dry_multiplier=0.8))
+    history, steps, owners, checked = "", {"Alice": [], "Bob": []}, {}, 0
+    for event in Generation(smollm2, PROBLEM, cfg).events():
+        if event.type == "token":
+            if event.forced:
+                steps[event.worker] = []
+            if not event.forced:  # the context was given just before this token was drawn
+                key, tokens = given[-1]
+                assert owners.setdefault(key, event.worker) == event.worker  # one sampler per worker
+                other = "Bob" if event.worker == "Alice" else "Alice"
+                written = lambda name: "".join(t for p, t in steps[name] if p < event.pass_)  # noqa: E731
+                text = b"".join(smollm2.token_bytes(t) for t in tokens).decode("utf-8", "replace")
+                assert text == history + written(other) + written(event.worker)
+                checked += 1
+            steps[event.worker].append((event.pass_, event.text))
+        elif event.type == "step":
+            history += event.text
+            steps[event.worker] = []
+    assert checked > 40 and history
 
 
 def test_prompt_longer_than_context(smollm2):
