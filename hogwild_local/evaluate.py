@@ -150,13 +150,16 @@ def fetch_gsm8k() -> Path:
     """The public GSM8K test split (openai/gsm8k, main/test) from the Hugging Face Hub, as a local JSONL file."""
     try:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import logging as hub_logging
     except ImportError:
         raise EvalError("--dataset gsm8k needs huggingface_hub (pip install huggingface_hub); "
                         "or pass a GSM8K JSONL file") from None
+    hub_logging.set_verbosity_error()  # its retry warnings would bury the one-line error below
     try:
         parquet = Path(hf_hub_download(GSM8K_REPO, f"{GSM8K_CONFIG}/test-00000-of-00001.parquet", repo_type="dataset"))
     except Exception as err:  # offline, proxy, 404...: one line
-        first = (str(err).strip().splitlines() or [""])[0][:160]
+        first = (str(err).strip().splitlines() or [""])[0]
+        first = first if len(first) <= 120 else first[:120].rsplit(" ", 1)[0] + " ..."
         raise EvalError(f"cannot fetch GSM8K from the Hugging Face Hub ({type(err).__name__}: {first}); "
                         "without a network, pass a GSM8K JSONL file instead: hogwild eval test.jsonl") from None
     out = parquet.with_suffix(".jsonl")
