@@ -428,6 +428,53 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A method against the baseline on the problems both ran, at one budget."""
+
+    method: str
+    baseline: str
+    budget: int
+    n: int
+    difference: float  # accuracy points, method minus baseline
+    stderr: float  # points: standard error of the mean per-problem difference
+    only_method: int  # problems only the method got right
+    only_baseline: int  # problems only the baseline got right
+
+
+def compare(results: dict[tuple[int, str], dict], methods: Sequence[str]) -> list[Paired]:
+    """Every method against the first one, problem by problem (a paired difference is far less noisy than
+    two accuracies side by side: both methods met the same problems)."""
+    baseline, rows = methods[0], []
+    for method in methods[1:]:
+        both = sorted(i for i, m in results if m == method and (i, baseline) in results)
+        budgets = sorted({int(b) for i in both for b in results[(i, method)]["budgets"]})
+        for budget in budgets:
+            pairs = [(bool(results[(i, method)]["budgets"][str(budget)]["correct"]),
+                      bool(results[(i, baseline)]["budgets"][str(budget)]["correct"]))
+                     for i in both if str(budget) in results[(i, method)]["budgets"]
+                     and str(budget) in results[(i, baseline)]["budgets"]]
+            n = len(pairs)
+            if n == 0:
+                continue
+            diffs = [int(a) - int(b) for a, b in pairs]
+            mean = sum(diffs) / n
+            var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+            rows.append(Paired(method, baseline, budget, n, 100 * mean, 100 * math.sqrt(var / n),
+                               sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)))
+    return rows
+
+
+def paired_table(rows: Sequence[Paired]) -> str:
+    lines = ["| method | vs | budget (passes) | difference (points) ± s.e. | n | right only with the method "
+             "| right only with the baseline |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.method} | {r.baseline} | {r.budget} | {r.difference:+.1f} ± {r.stderr:.1f} | {r.n} "
+                     f"| {r.only_method} | {r.only_baseline} |")
+    return "\n".join(lines)
+
+
 def describe_headers(headers: Sequence[dict]) -> str:
     """A few lines on where the results come from (the first session, and how many there were)."""
     if not headers:
@@ -456,6 +503,9 @@ def report(path: Path, methods: Sequence[str] | None = None) -> tuple[str, list[
     rows = summarize(results.values(), first_methods)
     problems = len({i for i, _ in results})
     text = f"{describe_headers(headers)}\n- {problems} problems, {len(results)} runs\n\n{markdown_table(rows)}"
+    pairs = compare(results, list(dict.fromkeys(r.method for r in rows)))
+    if pairs:
+        text += f"\n\nPaired, on the problems both methods ran:\n\n{paired_table(pairs)}"
     return text, rows
 
 

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from hogwild_local.cli import main
-from hogwild_local.evaluate import (EvalError, is_correct, load_problems, parse_budgets, parse_methods,
-                                    reference_answer, summarize)
+from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets,
+                                    parse_methods, reference_answer, summarize)
 from hogwild_local.models import resolve_model
 from hogwild_local.prompts import extract_boxed
 
@@ -222,6 +222,8 @@ def test_report_and_plot(evaluated, tmp_path):
     for _, _, accuracy, stderr, _ in rows:
         assert 0 <= float(accuracy) <= 100 and 0 <= float(stderr) <= 50
     assert "smollm2-135m" in out.output
+    paired = re.findall(r"^\| hogwild-2 \| single \| (\d+) \| [+-][\d.]+ ± [\d.]+ \| 2 \|", out.output, re.M)
+    assert paired == ["8", "16"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -234,3 +236,17 @@ def test_dev_slice(smollm2_path, tmp_path):
     recs = records(results)
     assert len(recs) == 2 and recs[1]["reference"] == "18" and recs[1]["index"] == 0
     assert "| single | 8 |" in out.output
+
+
+def test_paired_comparison_counts_problem_by_problem():
+    def result(index, method, correct):
+        return {"index": index, "method": method, "budgets": {"8": {"correct": correct}}}
+
+    outcomes = {"single": [True, True, False, False, True], "hogwild-2": [True, False, True, True]}  # 4 shared
+    results = {(i, m): result(i, m, c) for m, cs in outcomes.items() for i, c in enumerate(cs)}
+    [row] = compare(results, ["single", "hogwild-2"])
+    # differences per shared problem: 0, -1, +1, +1 -> mean 0.25, sample sd 0.957, s.e. 0.479
+    assert (row.method, row.baseline, row.budget, row.n) == ("hogwild-2", "single", 8, 4)
+    assert (row.only_method, row.only_baseline) == (2, 1)
+    assert row.difference == pytest.approx(25.0) and row.stderr == pytest.approx(47.87, abs=0.01)
+    assert "| hogwild-2 | single | 8 | +25.0 ± 47.9 | 4 | 2 | 1 |" in paired_table([row])
