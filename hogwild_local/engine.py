@@ -380,8 +380,10 @@ class Generation:
         if keep == 0:
             w.step_text, w.pending, w.token_ends, w.ending = "", [], [], False
         else:
-            w.step_text = w.step_text[:w.token_ends[keep - 1]] + "\n\n"
-            w.pending = self.model.tokenize("\n\n")
+            kept = w.step_text[:w.token_ends[keep - 1]]
+            blank = "\n" if kept.endswith("\n") and not kept.endswith("\n\n") else "\n\n"  # a token like ".\n"
+            w.step_text = kept + blank
+            w.pending = self.model.tokenize(blank)
             w.token_ends = w.token_ends[:keep] + [len(w.step_text)] * len(w.pending)
             w.ending = True
         return CutEvent(w.name, w.step_text, pass_, reason)
