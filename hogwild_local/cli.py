@@ -132,10 +132,14 @@ class Printer:
         self.buffers[worker] = rest
 
     def cut(self, worker: str, text: str) -> None:
-        """The engine cut the worker's step to ``text``: forget the cut part of the line not shown yet."""
+        """The engine cut the worker's step to ``text``: forget the cut part of the line not shown yet
+        ("" = the whole step was dropped as a repeat: say so)."""
         kept_line = text.rstrip("\n").rsplit("\n", 1)[-1]
         buffer = self.buffers.get(worker, "")
         self.buffers[worker] = kept_line if kept_line and buffer.startswith(kept_line) else ""
+        if not text:
+            note = "(the step above repeated an earlier one word for word: dropped)"
+            click.echo(self.label(worker) + (click.style(note, dim=True) if self.colour else note))
 
     def flush(self, worker: str | None = None) -> None:
         for name in [worker] if worker else list(self.buffers):

@@ -58,7 +58,7 @@ def test_dropped_steps_in_the_stream_and_the_transcript(smollm2_path, tmp_path):
     assert shown.count("word for word and was dropped") == len(cuts)
 
 
-def test_printer_forgets_a_cut_header():
+def test_printer_forgets_a_cut_header(capsys):
     from hogwild_local.cli import Printer
 
     printer = Printer(colour=False)
@@ -68,6 +68,11 @@ def test_printer_forgets_a_cut_header():
     printer.token("Alice", "no\n\n**Alice [")
     printer.cut("Alice", "no\n\n")  # the kept line was shown already
     assert printer.buffers["Alice"] == ""
+    printer.token("Alice", "**Alice [3]:** Same again.")
+    printer.cut("Alice", "")
+    assert printer.buffers["Alice"] == ""
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        " Alice | (the step above repeated an earlier one word for word: dropped)")
 
 
 def test_problem_from_stdin_and_plain_output(smollm2_path):
