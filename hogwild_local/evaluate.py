@@ -494,16 +494,45 @@ def describe_headers(headers: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(path: Path, methods: Sequence[str] | None = None) -> tuple[str, list[Row]]:
-    """The Markdown report of a results file."""
-    headers, results = read_results(path)
-    if not results:
-        raise EvalError(f"{path}: no results yet")
-    first_methods = methods or (headers[0].get("methods") if headers else None)
-    rows = summarize(results.values(), first_methods)
-    problems = len({i for i, _ in results})
-    text = f"{describe_headers(headers)}\n- {problems} problems, {len(results)} runs\n\n{markdown_table(rows)}"
-    pairs = compare(results, list(dict.fromkeys(r.method for r in rows)))
+def settings_label(first: dict, header: dict) -> str:
+    """How a results file's settings differ from the first file's, e.g. "dry_multiplier=0.8" ("" if not)."""
+    before, now = _settings(first), _settings(header)
+    changes = []
+    for key in COMPATIBLE_KEYS:
+        if isinstance(now[key], dict) and isinstance(before[key], dict):
+            changes += [f"{k}={v}" for k, v in now[key].items() if before[key].get(k) != v]
+        elif before[key] != now[key]:
+            value = now[key][:8] if key.endswith("sha256") and isinstance(now[key], str) else now[key]
+            changes.append(f"{key}={value}")
+    return " ".join(changes)
+
+
+def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[Row]]:
+    """The Markdown report of one results file, or several side by side: the methods of each file after the
+    first are named with the settings that differ from the first's (e.g. "hogwild-2 dry_multiplier=0.8"),
+    and every method is compared with the first method, problem by problem. ``limit``: problems 0..limit-1."""
+    merged: dict[tuple[int, str], dict] = {}
+    order: list[str] = []
+    described, first = [], None
+    for path in paths:
+        headers, results = read_results(path)
+        if not results:
+            raise EvalError(f"{path}: no results yet")
+        first = first or (headers[0] if headers else {})
+        label = settings_label(first, headers[0]) if headers and len(paths) > 1 else ""
+        names = [f"{m} {label}".strip() for m in (headers[0].get("methods") or [] if headers else [])]
+        order += [m for m in names if m not in order]
+        for (index, method), rec in results.items():
+            if limit is None or index < limit:
+                name = f"{method} {label}".strip()
+                merged[(index, name)] = {**rec, "method": name}
+        described.append(f"`{path}`{f' ({label})' if label else ''}:\n{describe_headers(headers)}")
+    if not merged:
+        raise EvalError(f"no results for problems below {limit}")
+    rows = summarize(merged.values(), order)
+    problems = len({i for i, _ in merged})
+    text = "\n".join(described) + f"\n- {problems} problems, {len(merged)} runs\n\n{markdown_table(rows)}"
+    pairs = compare(merged, list(dict.fromkeys(r.method for r in rows)))
     if pairs:
         text += f"\n\nPaired, on the problems both methods ran:\n\n{paired_table(pairs)}"
     return text, rows
@@ -570,18 +599,19 @@ def _without(names: set[str]):
               help="METHOD-WORKERS, comma-separated: single, hogwild-N, independent-N, self-consistency-N.")
 @click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
               help="Budgets in passes; one run at the largest, the finisher asked at each.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems (also with --report).")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSONL (resumable). Default: eval-DATASET.jsonl.")
 @click.option("--transcripts", "transcripts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one transcript per (problem, method) into this folder.")
-@click.option("--report", "report_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Print the table of an existing results file and exit (no model needed).")
+@click.option("--report", "report_paths", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Print the table of an existing results file and exit (no model needed). Repeat it to put "
+                   "files with other settings side by side (their methods named by what differs).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw accuracy vs budget to this PNG.")
 @generation_options
 def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: str, budgets: str, limit: int | None,
-                 results_path: Path | None, transcripts_dir: Path | None, report_path: Path | None,
+                 results_path: Path | None, transcripts_dir: Path | None, report_paths: tuple[Path, ...],
                  plot_path: Path | None, **opts) -> None:
     """Measure accuracy on GSM8K-style problems: every method at every budget, resumable.
 
@@ -590,12 +620,13 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
       hogwild eval ../shared/data/gsm8k/dev.jsonl --limit 20 --results gsm8k.jsonl
       hogwild eval --dataset gsm8k --methods single,hogwild-2,hogwild-4 --budgets 256,512,1024
       hogwild eval --report gsm8k.jsonl --plot gsm8k.png
+      hogwild eval --report gsm8k.jsonl --report gsm8k-dry.jsonl --limit 12   # two settings, same problems
     """
-    if report_path is not None:
-        text, rows = report(report_path)
+    if report_paths:
+        text, rows = report(report_paths, limit)
         click.echo(text)
         if plot_path:
-            plot(rows, plot_path, _plot_title(report_path))
+            plot(rows, plot_path, _plot_title(report_paths[0]))
             click.echo(f"\nplot: {plot_path}", err=True)
         return
 

@@ -238,6 +238,25 @@ def test_dev_slice(smollm2_path, tmp_path):
     assert "| single | 8 |" in out.output
 
 
+def test_report_puts_files_with_other_settings_side_by_side(evaluated, tmp_path):
+    """A second file written with DRY on (here: the same results, its header edited) shows up as its own
+    methods, named by the setting that differs; --limit keeps the first problems only."""
+    root, _, _ = evaluated
+    lines = records(root / "results.jsonl")
+    lines[0]["sampling"]["dry_multiplier"] = 0.8
+    other = tmp_path / "dry.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = CliRunner().invoke(main, ["eval", "--report", str(root / "results.jsonl"), "--report", str(other),
+                                    "--limit", "1"])
+    assert out.exit_code == 0, out.output
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) \| [\d.]+ ± [\d.]+ \| (\d+) \|", out.output, re.M)
+    assert [m for m, b, _ in rows if b == "8"] == ["single", "hogwild-2", "single dry_multiplier=0.8",
+                                                  "hogwild-2 dry_multiplier=0.8"]
+    assert {n for _, _, n in rows} == {"1"} and "- 1 problems, 4 runs" in out.output
+    # the same results under another name: every paired difference is zero
+    assert re.search(r"^\| single dry_multiplier=0.8 \| single \| 8 \| \+0.0 ± 0.0 \| 1 \| 0 \| 0 \|", out.output, re.M)
+
+
 def test_paired_comparison_counts_problem_by_problem():
     def result(index, method, correct):
         return {"index": index, "method": method, "budgets": {"8": {"correct": correct}}}
