@@ -418,14 +418,17 @@ def summarize(results: Iterable[dict], methods: Sequence[str] | None = None) -> 
     return rows
 
 
+def _markdown(columns: Sequence[str], text_columns: int, cells: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: the first ``text_columns`` columns left-aligned, the numbers right-aligned."""
+    rule = ["---"] * text_columns + ["---:"] * (len(columns) - text_columns)
+    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in [columns, rule, *cells])
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
-    lines = ["| method | budget (passes) | accuracy % ± s.e. | n | mean tokens generated | mean wall s / problem "
-             "| answered by a worker % |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.method} | {r.budget} | {r.accuracy:.1f} ± {r.stderr:.1f} | {r.n} | {r.tokens:.0f} "
-                     f"| {r.wall_s:.1f} | {r.early:.0f} |")
-    return "\n".join(lines)
+    return _markdown(["method", "budget (passes)", "accuracy % ± s.e.", "n", "mean tokens generated",
+                      "mean wall s / problem", "answered by a worker %"], 1,
+                     [[r.method, r.budget, f"{r.accuracy:.1f} ± {r.stderr:.1f}", r.n, f"{r.tokens:.0f}",
+                       f"{r.wall_s:.1f}", f"{r.early:.0f}"] for r in rows])
 
 
 @dataclass(frozen=True)
@@ -466,13 +469,10 @@ def compare(results: dict[tuple[int, str], dict], methods: Sequence[str]) -> lis
 
 
 def paired_table(rows: Sequence[Paired]) -> str:
-    lines = ["| method | vs | budget (passes) | difference (points) ± s.e. | n | right only with the method "
-             "| right only with the baseline |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.method} | {r.baseline} | {r.budget} | {r.difference:+.1f} ± {r.stderr:.1f} | {r.n} "
-                     f"| {r.only_method} | {r.only_baseline} |")
-    return "\n".join(lines)
+    return _markdown(["method", "vs", "budget (passes)", "difference (points) ± s.e.", "n",
+                      "right only with the method", "right only with the baseline"], 2,
+                     [[r.method, r.baseline, r.budget, f"{r.difference:+.1f} ± {r.stderr:.1f}", r.n, r.only_method,
+                       r.only_baseline] for r in rows])
 
 
 def describe_headers(headers: Sequence[dict]) -> str:
