@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Select
+from textual.widgets import Button, Input, Select
 
 from hogwild_local.backend import SamplingParams
 from hogwild_local.engine import RunConfig
@@ -157,8 +157,11 @@ def test_small_terminal_three_workers_from_settings(tmp_path: Path) -> None:
             assert isinstance(app.screen, SettingsScreen)
             app.screen.query_one("#workers", Select).value = 3
             app.screen.query_one("#budget", Input).value = "24"
+            app.screen.query_one("#dry", Input).value = "0.8"
+            apply = app.screen.query_one("#apply", Button)
+            assert apply.region.height and app.screen.region.contains_region(apply.region)  # the dialog fits
             await pilot.click("#apply")
-            assert app.config.workers == 3 and app.config.budget == 24
+            assert app.config.workers == 3 and app.config.budget == 24 and app.config.sampling.dry_multiplier == 0.8
 
             await pilot.press("s")
             await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the run to end")

@@ -96,6 +96,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
             yield _row("temperature", Input(str(cfg.sampling.temperature), type="number", id="temperature",
                                                  compact=True))
             yield _row("seed", Input(str(cfg.sampling.seed), type="integer", id="seed", compact=True))
+            yield _row("DRY", Input(str(cfg.sampling.dry_multiplier), type="number", id="dry", compact=True,
+                                    tooltip="penalty on repeating what the worker sees (0.8 is usual, 0 = off)"))
             yield Label("", classes="message", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Apply", variant="primary", id="apply", compact=True)
@@ -109,16 +111,17 @@ class SettingsScreen(ModalScreen[Settings | None]):
             budget = int(self.query_one("#budget", Input).value)
             temperature = float(self.query_one("#temperature", Input).value)
             seed = int(self.query_one("#seed", Input).value)
+            dry = float(self.query_one("#dry", Input).value)
         except ValueError:
-            self.query_one("#error", Label).update("budget and seed must be whole numbers, temperature a number")
+            self.query_one("#error", Label).update("budget and seed must be whole numbers, temperature and DRY numbers")
             return
-        if budget < 1:
-            self.query_one("#error", Label).update("the budget must be at least 1 pass")
+        if budget < 1 or dry < 0:
+            self.query_one("#error", Label).update("the budget must be at least 1 pass, DRY at least 0")
             return
         cfg = self.settings.config
         config = replace(cfg, workers=self.query_one("#workers", Select).value,
                          layout=self.query_one("#layout", Select).value, budget=budget,
-                         sampling=replace(cfg.sampling, temperature=temperature, seed=seed))
+                         sampling=replace(cfg.sampling, temperature=temperature, seed=seed, dry_multiplier=dry))
         self.dismiss(Settings(self.query_one("#model", Input).value.strip() or None, config))
 
     @on(Button.Pressed, "#cancel")
