@@ -445,22 +445,22 @@ class Paired:
     only_baseline: int  # problems only the baseline got right
 
 
-def compare(results: dict[tuple[int, str], dict], methods: Sequence[str]) -> list[Paired]:
-    """Every method against the first one, problem by problem (a paired difference is far less noisy than
-    two accuracies side by side: both methods met the same problems)."""
-    baseline, rows = methods[0], []
-    for method in methods[1:]:
+def compare(results: dict[tuple[int, str], dict], pairs: Sequence[tuple[str, str]]) -> list[Paired]:
+    """Each (method, baseline) pair, problem by problem (a paired difference is far less noisy than two
+    accuracies side by side: both methods met the same problems)."""
+    rows = []
+    for method, baseline in pairs:
         both = sorted(i for i, m in results if m == method and (i, baseline) in results)
         budgets = sorted({int(b) for i in both for b in results[(i, method)]["budgets"]})
         for budget in budgets:
-            pairs = [(bool(results[(i, method)]["budgets"][str(budget)]["correct"]),
-                      bool(results[(i, baseline)]["budgets"][str(budget)]["correct"]))
-                     for i in both if str(budget) in results[(i, method)]["budgets"]
-                     and str(budget) in results[(i, baseline)]["budgets"]]
-            n = len(pairs)
+            outcomes = [(bool(results[(i, method)]["budgets"][str(budget)]["correct"]),
+                         bool(results[(i, baseline)]["budgets"][str(budget)]["correct"]))
+                        for i in both if str(budget) in results[(i, method)]["budgets"]
+                        and str(budget) in results[(i, baseline)]["budgets"]]
+            n = len(outcomes)
             if n == 0:
                 continue
-            diffs = [int(a) - int(b) for a, b in pairs]
+            diffs = [int(a) - int(b) for a, b in outcomes]
             mean = sum(diffs) / n
             var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
             rows.append(Paired(method, baseline, budget, n, 100 * mean, 100 * math.sqrt(var / n),
@@ -513,6 +513,7 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
     and every method is compared with the first method, problem by problem. ``limit``: problems 0..limit-1."""
     merged: dict[tuple[int, str], dict] = {}
     order: list[str] = []
+    parts: dict[str, tuple[str, str]] = {}  # name -> (method, settings label)
     described, first = [], None
     for path in paths:
         headers, results = read_results(path)
@@ -526,16 +527,32 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
             if limit is None or index < limit:
                 name = f"{method} {label}".strip()
                 merged[(index, name)] = {**rec, "method": name}
+                parts[name] = (method, label)
         described.append(f"`{path}`{f' ({label})' if label else ''}:\n{describe_headers(headers)}")
     if not merged:
         raise EvalError(f"no results for problems below {limit}")
     rows = summarize(merged.values(), order)
     problems = len({i for i, _ in merged})
     text = "\n".join(described) + f"\n- {problems} problems, {len(merged)} runs\n\n{markdown_table(rows)}"
-    pairs = compare(merged, list(dict.fromkeys(r.method for r in rows)))
+    pairs = compare(merged, _pairs(list(dict.fromkeys(r.method for r in rows)), parts))
     if pairs:
         text += f"\n\nPaired, on the problems both methods ran:\n\n{paired_table(pairs)}"
     return text, rows
+
+
+def _pairs(names: list[str], parts: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    """What to compare: every method with the first method of the same settings (e.g. hogwild-2 with
+    single), then every method of other settings with the same method of the first file's settings."""
+    first_method = parts[names[0]][0]
+    pairs = []
+    for name in names:
+        method, label = parts[name]
+        same = [n for n in names if parts[n][1] == label]
+        baseline = f"{first_method} {label}".strip() if f"{first_method} {label}".strip() in same else same[0]
+        if name != baseline:
+            pairs.append((name, baseline))
+    pairs += [(name, parts[name][0]) for name in names if parts[name][1] and parts[name][0] in names]
+    return pairs
 
 
 def plot(rows: Sequence[Row], path: Path, title: str = "") -> None:

@@ -253,7 +253,11 @@ def test_report_puts_files_with_other_settings_side_by_side(evaluated, tmp_path)
     assert [m for m, b, _ in rows if b == "8"] == ["single", "hogwild-2", "single dry_multiplier=0.8",
                                                   "hogwild-2 dry_multiplier=0.8"]
     assert {n for _, _, n in rows} == {"1"} and "- 1 problems, 4 runs" in out.output
-    # the same results under another name: every paired difference is zero
+    # paired: each method with single of the same settings, and each method across the two settings
+    paired = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| 8 \| ", out.output.split("Paired")[1], re.M)
+    assert paired == [("hogwild-2", "single"), ("hogwild-2 dry_multiplier=0.8", "single dry_multiplier=0.8"),
+                      ("single dry_multiplier=0.8", "single"), ("hogwild-2 dry_multiplier=0.8", "hogwild-2")]
+    # the same results under another name: no difference across the settings
     assert re.search(r"^\| single dry_multiplier=0.8 \| single \| 8 \| \+0.0 ± 0.0 \| 1 \| 0 \| 0 \|", out.output, re.M)
 
 
@@ -263,7 +267,7 @@ def test_paired_comparison_counts_problem_by_problem():
 
     outcomes = {"single": [True, True, False, False, True], "hogwild-2": [True, False, True, True]}  # 4 shared
     results = {(i, m): result(i, m, c) for m, cs in outcomes.items() for i, c in enumerate(cs)}
-    [row] = compare(results, ["single", "hogwild-2"])
+    [row] = compare(results, [("hogwild-2", "single")])
     # differences per shared problem: 0, -1, +1, +1 -> mean 0.25, sample sd 0.957, s.e. 0.479
     assert (row.method, row.baseline, row.budget, row.n) == ("hogwild-2", "single", 8, 4)
     assert (row.only_method, row.only_baseline) == (2, 1)
