@@ -26,9 +26,10 @@ def hogwild(*args: str, stdin: str | None = None, timeout: int = 300) -> subproc
 def test_json_stream(smollm2_path, tmp_path):
     transcript = tmp_path / "run.jsonl"
     out = hogwild("run", "What is 7 * 6?", "-m", smollm2_path, "-w", "2", "-b", "12", "--threads", "2",
-                  "--json", "--transcript", str(transcript))
+                  "--dry", "0.3", "--json", "--transcript", str(transcript))
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0]["type"] == "start" and events[0]["config"]["sampling"]["dry_multiplier"] == 0.3
     kinds = {e["type"] for e in events}
     assert {"start", "token", "stats", "answer"} <= kinds
     assert {e["worker"] for e in events if e["type"] == "token"} == {"Alice", "Bob"}
