@@ -510,7 +510,7 @@ def settings_label(first: dict, header: dict) -> str:
 def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[Row]]:
     """The Markdown report of one results file, or several side by side: the methods of each file after the
     first are named with the settings that differ from the first's (e.g. "hogwild-2 dry_multiplier=0.8"),
-    and every method is compared with the first method, problem by problem. ``limit``: problems 0..limit-1."""
+    and compared problem by problem (see ``_pairs``). ``limit``: problems 0..limit-1."""
     merged: dict[tuple[int, str], dict] = {}
     order: list[str] = []
     parts: dict[str, tuple[str, str]] = {}  # name -> (method, settings label)
@@ -521,11 +521,11 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
             raise EvalError(f"{path}: no results yet")
         first = first or (headers[0] if headers else {})
         label = settings_label(first, headers[0]) if headers and len(paths) > 1 else ""
-        names = [f"{m} {label}".strip() for m in (headers[0].get("methods") or [] if headers else [])]
+        names = [_named(m, label) for m in (headers[0].get("methods") or [] if headers else [])]
         order += [m for m in names if m not in order]
         for (index, method), rec in results.items():
             if limit is None or index < limit:
-                name = f"{method} {label}".strip()
+                name = _named(method, label)
                 merged[(index, name)] = {**rec, "method": name}
                 parts[name] = (method, label)
         described.append(f"`{path}`{f' ({label})' if label else ''}:\n{describe_headers(headers)}")
@@ -540,6 +540,11 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
     return text, rows
 
 
+def _named(method: str, label: str) -> str:
+    """A method's name in a report of several files: "hogwild-2", or "hogwild-2 dry_multiplier=0.8"."""
+    return f"{method} {label}".strip()
+
+
 def _pairs(names: list[str], parts: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
     """What to compare: every method with the first method of the same settings (e.g. hogwild-2 with
     single), then every method of other settings with the same method of the first file's settings."""
@@ -548,7 +553,7 @@ def _pairs(names: list[str], parts: dict[str, tuple[str, str]]) -> list[tuple[st
     for name in names:
         method, label = parts[name]
         same = [n for n in names if parts[n][1] == label]
-        baseline = f"{first_method} {label}".strip() if f"{first_method} {label}".strip() in same else same[0]
+        baseline = _named(first_method, label) if _named(first_method, label) in same else same[0]
         if name != baseline:
             pairs.append((name, baseline))
     pairs += [(name, parts[name][0]) for name in names if parts[name][1] and parts[name][0] in names]

@@ -50,7 +50,7 @@ def user_message(problem: str, n_workers: int) -> str:
     return f"{rules(n_workers)}\n\nProblem:\n{problem.strip()}"
 
 
-_STEP_HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")
+STEP_HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")  # a step's forced opening, "**Bob [2]:** "
 
 
 def step_body(step_text: str) -> str:
@@ -58,7 +58,7 @@ def step_body(step_text: str) -> str:
 
     Two steps with the same body say the same thing word for word (small models loop like that).
     """
-    body = _STEP_HEADER.sub("", step_text.strip())
+    body = STEP_HEADER.sub("", step_text.strip())
     body = body.removeprefix(SELF_CHECK.strip())
     return " ".join(body.split())
 

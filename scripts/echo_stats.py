@@ -14,15 +14,15 @@ import argparse
 import re
 from pathlib import Path
 
+from hogwild_local.prompts import STEP_HEADER
 from hogwild_local.transcript import read_events
 
-HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")
 FORGED = re.compile(r"\*\*\w+ \[\d+\]:\*\*|^#{2,3} ", re.MULTILINE)
 
 
 def step_texts(records: list[dict]) -> list[str]:
     """The finished steps of one transcript, in completion order, without their forced header."""
-    return [HEADER.sub("", record["text"].strip()) for record in records if record.get("type") == "step"]
+    return [STEP_HEADER.sub("", record["text"].strip()) for record in records if record.get("type") == "step"]
 
 
 def cuts(records: list[dict], reason: str) -> int:
