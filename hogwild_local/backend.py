@@ -281,13 +281,6 @@ class Model(NativeHandle):
         """End of generation (EOS, EOT, ...)."""
         return bool(self._llama.llama_vocab_is_eog(self.vocab, token))
 
-    def bos(self) -> int | None:
-        """The BOS token if the model wants one at the start of a prompt."""
-        if not self._llama.llama_vocab_get_add_bos(self.vocab):
-            return None
-        tok = self._llama.llama_vocab_bos(self.vocab)
-        return tok if tok >= 0 else None
-
     def apply_chat_template(self, messages: Sequence[tuple[str, str]], *, add_assistant: bool = True) -> str:
         """Render (role, content) messages with the model's own chat template (llama.cpp's built-in renderer)."""
         llama_cpp = self._llama
@@ -432,10 +425,6 @@ class Context(NativeHandle):
     def seq_add(self, seq: int, p0: int, p1: int, shift: int) -> None:
         """Move cells of ``seq`` in [p0, p1) by ``shift`` positions (keys re-rotated at the next decode)."""
         self._llama.llama_memory_seq_add(self.memory, seq, p0, p1, shift)
-
-    def seq_pos_max(self, seq: int) -> int:
-        """The largest canonical position of ``seq`` (-1 if none)."""
-        return self._llama.llama_memory_seq_pos_max(self.memory, seq)
 
     def clear(self) -> None:
         """Empty the cache."""
