@@ -4,7 +4,6 @@ Prefill 20 tokens, decode 5 one at a time; prints the max abs logit error per ar
 type. Used to set the tolerance of the GPU run of tests/test_backend.py (see docs/backend.md).
 """
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,8 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from hogwild_local.backend import Model, Token  # noqa: E402
 from reference import ReferenceModel, sequential_tokens  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
-
-GPU_LAYERS = int(os.environ.get("HOGWILD_TEST_GPU_LAYERS", "0"))
+from where import GPU_LAYERS  # noqa: E402
 tokens = [int(t) for t in np.random.default_rng(0).integers(0, 64, 25)]
 with tempfile.TemporaryDirectory() as tmp:
     for arch in ("llama", "qwen2"):

@@ -6,7 +6,6 @@ biases), both with grouped-query attention, and with f32 and f16 KV caches.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -19,14 +18,9 @@ from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
+from where import GPU_LAYERS, tolerance
 
-TOLERANCE = {"f32": 1e-4, "f16": 2e-2}
-# On a GPU the matrix products themselves are less exact (stock llama.cpp too: see docs/backend.md), so the
-# CUDA run passes a tolerance measured from stock llama.cpp against the same reference.
-if os.environ.get("HOGWILD_TEST_TOLERANCE"):
-    TOLERANCE = {k: float(os.environ["HOGWILD_TEST_TOLERANCE"]) for k in TOLERANCE}
-# HOGWILD_TEST_GPU_LAYERS=-1 runs the same suite with every layer (and the KV cache) on the GPU
-GPU_LAYERS = int(os.environ.get("HOGWILD_TEST_GPU_LAYERS", "0"))
+TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2)}
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])

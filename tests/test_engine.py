@@ -11,6 +11,7 @@ from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import resolve_model
 from reference import ReferenceModel, RefToken
 from tiny_gguf import write_tiny_model
+from where import GPU_LAYERS, VOCAB, tolerance
 
 PROBLEM = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -26,11 +27,12 @@ def smollm2() -> Model:
 
 
 @pytest.fixture(scope="module")
-def tiny_with_vocab(tmp_path_factory, smollm2):
-    """A tiny random llama model that speaks SmolLM2's tokenizer and chat template."""
+def tiny_with_vocab(request, tmp_path_factory):
+    """A tiny random llama model that speaks SmolLM2's tokenizer and chat template (HOGWILD_TEST_VOCAB's)."""
+    vocab = VOCAB or request.getfixturevalue("smollm2").path
     spec = write_tiny_model(tmp_path_factory.mktemp("m") / "tiny-vocab.gguf", "llama", n_embd=32, n_head=4,
-                            n_head_kv=2, n_ff=64, seed=3, tokenizer_from=smollm2.path)
-    model = Model(spec.path)
+                            n_head_kv=2, n_ff=64, seed=3, tokenizer_from=vocab)
+    model = Model(spec.path, n_gpu_layers=GPU_LAYERS)
     yield spec, model
     model.close()
 
@@ -102,7 +104,8 @@ def test_engine_logits_match_reference(tiny_with_vocab, monkeypatch, layout):
     assert {e.worker for e in steps} >= {"Alice", "Bob", "Carol", "User"}
     assert any(op == "seq_add" for op, *_ in gen.trace)
     worst = replay(spec, gen.trace, gen.layout.block_ranges())
-    assert worst <= 1e-4, worst
+    print(f"\nmax abs error: engine run {layout}: {worst:.3g}")
+    assert worst <= tolerance(1e-4), worst
 
 
 @pytest.mark.parametrize("layout", ["combined", "independent"])
@@ -135,7 +138,8 @@ def test_cut_and_dropped_steps_leave_a_consistent_cache(tiny_with_vocab, monkeyp
     assert any(op == "seq_rm" and args[0] == -1 for op, *args in gen.trace)
     assert gen.ctx.cells_used() == gen.layout.live_cells()
     worst = replay(spec, gen.trace, gen.layout.block_ranges())
-    assert worst <= 1e-4, worst
+    print(f"\nmax abs error: engine run with cuts and drops {layout}: {worst:.3g}")
+    assert worst <= tolerance(1e-4), worst
 
 
 @pytest.mark.parametrize("workers, seed", [(2, 2), (4, 1)])

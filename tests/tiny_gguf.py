@@ -190,3 +190,15 @@ def _read_tokenizer(path: str | Path) -> dict[str, tuple[object, gguf.GGUFValueT
         sub_type = fld.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
         out[key] = (fld.contents(), vtype, sub_type)
     return out
+
+
+def write_vocab_only(source: str | Path, path: str | Path) -> Path:
+    """Copy just the tokenizer of GGUF ``source`` to ``path`` (a few MB, no weights), for tokenizer_from
+    on a machine that has no copy of the model (the GPU run of scripts/gpu_check.sh)."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, (value, vtype, sub_type) in _read_tokenizer(source).items():
+        writer.add_key_value(key, value, vtype, sub_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    return Path(path)
