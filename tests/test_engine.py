@@ -10,7 +10,7 @@ from hogwild_local.backend import Model, Sampler, SamplingParams, Token
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import resolve_model
 from reference import ReferenceModel, RefToken
-from tiny_gguf import write_tiny_model
+from tiny_gguf import write_tiny_model, write_vocab_only
 from where import GPU_LAYERS, VOCAB, tolerance
 
 PROBLEM = (
@@ -35,6 +35,18 @@ def tiny_with_vocab(request, tmp_path_factory):
     model = Model(spec.path, n_gpu_layers=GPU_LAYERS)
     yield spec, model
     model.close()
+
+
+def test_vocab_only_file_carries_the_tokenizer(smollm2, tmp_path):
+    """The GPU run builds tiny_with_vocab from a tokenizer-only copy of SmolLM2: it must speak the same."""
+    vocab = write_vocab_only(smollm2.path, tmp_path / "vocab.gguf")
+    assert vocab.stat().st_size < 4 * 2**20  # no weights
+    spec = write_tiny_model(tmp_path / "tiny.gguf", "llama", n_embd=32, n_head=4, n_head_kv=2, n_ff=64,
+                            tokenizer_from=vocab)
+    chat = [("user", PROBLEM)]
+    with Model(spec.path) as tiny:
+        assert tiny.tokenize(PROBLEM) == smollm2.tokenize(PROBLEM)
+        assert tiny.apply_chat_template(chat) == smollm2.apply_chat_template(chat)
 
 
 def replay(spec, trace: list[tuple], block_ranges: list[tuple[int, int, int]]) -> float:
