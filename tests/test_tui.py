@@ -202,7 +202,9 @@ def test_bad_model_is_a_one_line_notification() -> None:
 
     async def session() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: app.phase == "failed", "the failure", timeout=20)
+            # notify() posts a message: the notification lands a moment after the phase changes
+            await wait_until(pilot, lambda: app.phase == "failed" and len(app._notifications) > 0, "the failure",
+                             timeout=20)
             messages = [n.message for n in app._notifications]
             assert len(messages) == 1 and "model file not found" in messages[0] and "\n" not in messages[0]
 
