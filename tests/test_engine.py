@@ -26,12 +26,16 @@ def smollm2() -> Model:
     model.close()
 
 
+def write_tiny_speaking(path, vocab):
+    """A tiny random llama model with the tokenizer and chat template of GGUF ``vocab``."""
+    return write_tiny_model(path, "llama", n_embd=32, n_head=4, n_head_kv=2, n_ff=64, seed=3, tokenizer_from=vocab)
+
+
 @pytest.fixture(scope="module")
 def tiny_with_vocab(request, tmp_path_factory):
     """A tiny random llama model that speaks SmolLM2's tokenizer and chat template (HOGWILD_TEST_VOCAB's)."""
     vocab = VOCAB or request.getfixturevalue("smollm2").path
-    spec = write_tiny_model(tmp_path_factory.mktemp("m") / "tiny-vocab.gguf", "llama", n_embd=32, n_head=4,
-                            n_head_kv=2, n_ff=64, seed=3, tokenizer_from=vocab)
+    spec = write_tiny_speaking(tmp_path_factory.mktemp("m") / "tiny-vocab.gguf", vocab)
     model = Model(spec.path, n_gpu_layers=GPU_LAYERS)
     yield spec, model
     model.close()
@@ -41,8 +45,7 @@ def test_vocab_only_file_carries_the_tokenizer(smollm2, tmp_path):
     """The GPU run builds tiny_with_vocab from a tokenizer-only copy of SmolLM2: it must speak the same."""
     vocab = write_vocab_only(smollm2.path, tmp_path / "vocab.gguf")
     assert vocab.stat().st_size < 4 * 2**20  # no weights
-    spec = write_tiny_model(tmp_path / "tiny.gguf", "llama", n_embd=32, n_head=4, n_head_kv=2, n_ff=64,
-                            tokenizer_from=vocab)
+    spec = write_tiny_speaking(tmp_path / "tiny.gguf", vocab)
     chat = [("user", PROBLEM)]
     with Model(spec.path) as tiny:
         assert tiny.tokenize(PROBLEM) == smollm2.tokenize(PROBLEM)
