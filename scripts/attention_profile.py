@@ -24,8 +24,11 @@ from collections import Counter
 
 def kernels(path: str) -> list[tuple[str, float]]:
     """(short kernel name, microseconds) in launch order."""
-    with open(path) as f:
-        rows = [line for line in f if line.startswith('"')]  # ncu prints the program's own output too
+    try:
+        with open(path) as f:
+            rows = [line for line in f if line.startswith('"')]  # ncu prints the program's own output too
+    except OSError as err:
+        sys.exit(f"{path}: {err.strerror}")
     return [(re.sub(r"\(.*", "", r["Kernel Name"]).removeprefix("void "),
              float(r["Metric Value"].replace(",", "")) / 1000)
             for r in csv.DictReader(rows) if r["Metric Name"] == "gpu__time_duration.sum"]
@@ -49,6 +52,8 @@ def attention_layers(launches: list[tuple[str, float]]) -> list[list[tuple[str, 
 def main(paths: list[str], last: int = 1600) -> None:
     for path in paths:
         layers = attention_layers(kernels(path)[-last:])  # the last passes: decode, not the prompt
+        if not layers:
+            sys.exit(f"{path}: no attention kernels (not an ncu --csv file with gpu__time_duration.sum?)")
         longest = max(len(layer) for layer in layers)
         full = [layer for layer in layers if len(layer) == longest]
         print(f"{path}: {len(layers)} layers, kernels per layer {dict(Counter(map(len, layers)))}")
