@@ -21,6 +21,7 @@ import statistics
 import sys
 from collections import Counter
 
+NCU_COLUMNS = {"Kernel Name", "Metric Name", "Metric Value"}
 
 def kernels(path: str) -> list[tuple[str, float]]:
     """(short kernel name, microseconds) in launch order."""
@@ -29,9 +30,12 @@ def kernels(path: str) -> list[tuple[str, float]]:
             rows = [line for line in f if line.startswith('"')]  # ncu prints the program's own output too
     except OSError as err:
         sys.exit(f"{path}: {err.strerror}")
+    table = csv.DictReader(rows)
+    if not NCU_COLUMNS <= set(table.fieldnames or ()):
+        sys.exit(f"{path}: not an ncu --csv file (no {', '.join(sorted(NCU_COLUMNS))} columns)")
     return [(re.sub(r"\(.*", "", r["Kernel Name"]).removeprefix("void "),
              float(r["Metric Value"].replace(",", "")) / 1000)
-            for r in csv.DictReader(rows) if r["Metric Name"] == "gpu__time_duration.sum"]
+            for r in table if r["Metric Name"] == "gpu__time_duration.sum"]
 
 
 def attention_layers(launches: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
