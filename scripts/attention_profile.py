@@ -23,6 +23,7 @@ from collections import Counter
 
 NCU_COLUMNS = {"Kernel Name", "Metric Name", "Metric Value"}
 
+
 def kernels(path: str) -> list[tuple[str, float]]:
     """(short kernel name, microseconds) in launch order."""
     try:
