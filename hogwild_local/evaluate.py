@@ -336,6 +336,17 @@ def machine_record() -> dict:
             "python": platform.python_version(), "hostname": platform.node(), "load_average": load, "env": env}
 
 
+def backend_record() -> dict:
+    """Which native build ran.  Sampled text depends on it: another build (another CPU's SIMD kernels
+    under a native build) rounds floats differently, and one changed token changes the rest of a run."""
+    from .backend import library_info
+    from .build_backend import installed_build_info
+
+    info, build = library_info(), installed_build_info() or {}
+    return {"version": info.get("version"), "build": build.get("key"), "cmake_args": build.get("cmake_args"),
+            "cpu": build.get("cpu"), "system_info": info.get("system_info")}
+
+
 def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Sequence[MethodSpec],
                 budgets: Sequence[int], config, opts: dict) -> dict:
     from dataclasses import asdict
@@ -345,7 +356,7 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, specs: Seque
     return {
         "type": "header", "version": RESULTS_VERSION,
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "commit": git_commit(), "machine": machine_record(),
+        "commit": git_commit(), "machine": machine_record(), "backend": backend_record(),
         "command": shlex.join(["hogwild", "eval", *argv]),
         "dataset": dataset, "dataset_sha256": _sha256(dataset_path),
         "model": model, "model_sha256": model["sha256"],
@@ -486,7 +497,8 @@ def describe_headers(headers: Sequence[dict]) -> str:
         f"- dataset: `{h.get('dataset')}` (sha256 {str(h.get('dataset_sha256'))[:12]}); seed {h.get('seed')} "
         f"(+ problem index); temperature {h.get('sampling', {}).get('temperature')}",
         f"- first run: {h.get('date')}, commit {h.get('commit')}, {mach.get('cpu')} ({mach.get('cores')} cores), "
-        f"threads {h.get('threads')}, load average {(mach.get('load_average') or ['?'])[0]} at the start",
+        f"threads {h.get('threads')}, load average {(mach.get('load_average') or ['?'])[0]} at the start"
+        + (f", backend build {h['backend']['build']}" if (h.get("backend") or {}).get("build") else ""),
     ]
     if len(headers) > 1:
         last = headers[-1]
