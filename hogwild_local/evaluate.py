@@ -522,7 +522,8 @@ def settings_label(first: dict, header: dict) -> str:
 def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[Row]]:
     """The Markdown report of one results file, or several side by side: the methods of each file after the
     first are named with the settings that differ from the first's (e.g. "hogwild-2 dry_multiplier=0.8"),
-    and compared problem by problem (see ``_pairs``). ``limit``: problems 0..limit-1."""
+    or by the file's name where none differ (a re-run: "hogwild-2 rerun"), and compared problem by problem
+    (see ``_pairs``). ``limit``: problems 0..limit-1."""
     merged: dict[tuple[int, str], dict] = {}
     order: list[str] = []
     parts: dict[str, tuple[str, str]] = {}  # name -> (method, settings label)
@@ -533,6 +534,8 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
             raise EvalError(f"{path}: no results yet")
         first = first or (headers[0] if headers else {})
         label = settings_label(first, headers[0]) if headers and len(paths) > 1 else ""
+        if path != paths[0] and not label:  # same settings: keep it apart by its name, never pool silently
+            label = path.stem if path.stem != paths[0].stem else str(path)
         names = [_named(m, label) for m in (headers[0].get("methods") or [] if headers else [])]
         order += [m for m in names if m not in order]
         for (index, method), rec in results.items():
@@ -559,13 +562,14 @@ def _named(method: str, label: str) -> str:
 
 def _pairs(names: list[str], parts: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
     """What to compare: every method with the first method of the same settings (e.g. hogwild-2 with
-    single), then every method of other settings with the same method of the first file's settings."""
+    single; a file without one, such as a re-run of hogwild-2 alone, uses the first file's), then every
+    method of other settings with the same method of the first file's settings."""
     first_method = parts[names[0]][0]
     pairs = []
     for name in names:
         method, label = parts[name]
         same = [n for n in names if parts[n][1] == label]
-        baseline = _named(first_method, label) if _named(first_method, label) in same else same[0]
+        baseline = _named(first_method, label) if _named(first_method, label) in same else names[0]
         if name != baseline:
             pairs.append((name, baseline))
     pairs += [(name, parts[name][0]) for name in names if parts[name][1] and parts[name][0] in names]

@@ -262,6 +262,26 @@ def test_report_puts_files_with_other_settings_side_by_side(evaluated, tmp_path)
     assert re.search(r"^\| single dry_multiplier=0.8 \| single \| 8 \| \+0.0 ± 0.0 \| 1 \| 0 \| 0 \|", out.output, re.M)
 
 
+def test_report_keeps_a_rerun_with_the_same_settings_apart(evaluated, tmp_path):
+    """A second file with the same settings (a re-run of some problems; here problem 1's hogwild-2 line,
+    its answer at 8 passes made wrong) is named by its file name and paired with the first, not pooled."""
+    root, _, _ = evaluated
+    lines = records(root / "results.jsonl")
+    rerun = next(r for r in lines[1:] if r["index"] == 1 and r["method"] == "hogwild-2")
+    first_correct = rerun["budgets"]["8"]["correct"]
+    rerun["budgets"]["8"]["correct"] = False
+    path = tmp_path / "rerun.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ({**lines[0], "methods": ["hogwild-2"]}, rerun)))
+    out = CliRunner().invoke(main, ["eval", "--report", str(root / "results.jsonl"), "--report", str(path)])
+    assert out.exit_code == 0, out.output
+    rows = re.findall(r"^\| ([^|]+?) \| 8 \| [\d.]+ ± [\d.]+ \| (\d+) \|", out.output, re.M)
+    assert rows == [("single", "2"), ("hogwild-2", "2"), ("hogwild-2 rerun", "1")]
+    diff = "-100.0 ± 0.0 | 1 | 0 | 1" if first_correct else "+0.0 ± 0.0 | 1 | 0 | 0"
+    assert f"| hogwild-2 rerun | hogwild-2 | 8 | {diff} |" in out.output
+    # a file without the first method is also paired with the first file's (single), on its problems only
+    assert re.search(r"^\| hogwild-2 rerun \| single \| 8 \| [-+][\d.]+ ± [\d.]+ \| 1 \|", out.output, re.M)
+
+
 def test_paired_comparison_counts_problem_by_problem():
     def result(index, method, correct):
         return {"index": index, "method": method, "budgets": {"8": {"correct": correct}}}
