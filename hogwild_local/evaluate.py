@@ -28,7 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +100,19 @@ def parse_budgets(text: str) -> tuple[int, ...]:
     if not budgets or budgets[0] < 1:
         raise click.BadParameter(f"{text!r}: positive integers separated by commas", param_hint="--budgets")
     return tuple(budgets)
+
+
+def parse_problems(text: str) -> list[int]:
+    """``155-199,0-2`` -> [155, ..., 199, 0, 1, 2]: 0-based problem indices, ranges inclusive, in the order
+    given, without repeats. Picks problems to (re-)run or to report without editing the data file, so that
+    each keeps its index and therefore its seed."""
+    indices: dict[int, None] = {}
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match or int(match[2] or match[1]) < int(match[1]):
+            raise click.BadParameter(f"{text!r}: indices or ranges like 0-30,155-199", param_hint="--problems")
+        indices.update(dict.fromkeys(range(int(match[1]), int(match[2] or match[1]) + 1)))
+    return list(indices)
 
 
 @dataclass(frozen=True)
@@ -519,11 +532,13 @@ def settings_label(first: dict, header: dict) -> str:
     return " ".join(changes)
 
 
-def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[Row]]:
+def report(paths: Sequence[Path], limit: int | None = None,
+           only: Collection[int] | None = None) -> tuple[str, list[Row]]:
     """The Markdown report of one results file, or several side by side: the methods of each file after the
     first are named with the settings that differ from the first's (e.g. "hogwild-2 dry_multiplier=0.8"),
     or by the file's name where none differ (a re-run: "hogwild-2 rerun"), and compared problem by problem
-    (see ``_pairs``). ``limit``: problems 0..limit-1."""
+    (see ``_pairs``). ``limit``: problems 0..limit-1; ``only``: these problem indices."""
+    only = set(only) if only is not None else None
     merged: dict[tuple[int, str], dict] = {}
     order: list[str] = []
     parts: dict[str, tuple[str, str]] = {}  # name -> (method, settings label)
@@ -539,13 +554,13 @@ def report(paths: Sequence[Path], limit: int | None = None) -> tuple[str, list[R
         names = [_named(m, label) for m in (headers[0].get("methods") or [] if headers else [])]
         order += [m for m in names if m not in order]
         for (index, method), rec in results.items():
-            if limit is None or index < limit:
+            if (limit is None or index < limit) and (only is None or index in only):
                 name = _named(method, label)
                 merged[(index, name)] = {**rec, "method": name}
                 parts[name] = (method, label)
         described.append(f"`{path}`{f' ({label})' if label else ''}:\n{describe_headers(headers)}")
     if not merged:
-        raise EvalError(f"no results for problems below {limit}")
+        raise EvalError("no results for the chosen problems (--limit, --problems)")
     rows = summarize(merged.values(), order)
     problems = len({i for i, _ in merged})
     text = "\n".join(described) + f"\n- {problems} problems, {len(merged)} runs\n\n{markdown_table(rows)}"
@@ -638,6 +653,9 @@ def _without(names: set[str]):
 @click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
               help="Budgets in passes; one run at the largest, the finisher asked at each.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems (also with --report).")
+@click.option("--problems", "problems_text", default=None, metavar="RANGES",
+              help="Only these problems, by 0-based index in the file, e.g. 155-199,0-30 (also with --report). "
+                   "Each keeps its index, so a re-run uses the same seeds.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSONL (resumable). Default: eval-DATASET.jsonl.")
 @click.option("--transcripts", "transcripts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -649,6 +667,7 @@ def _without(names: set[str]):
               help="Also draw accuracy vs budget to this PNG.")
 @generation_options
 def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: str, budgets: str, limit: int | None,
+                 problems_text: str | None,
                  results_path: Path | None, transcripts_dir: Path | None, report_paths: tuple[Path, ...],
                  plot_path: Path | None, **opts) -> None:
     """Measure accuracy on GSM8K-style problems: every method at every budget, resumable.
@@ -659,9 +678,11 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
       hogwild eval --dataset gsm8k --methods single,hogwild-2,hogwild-4 --budgets 256,512,1024
       hogwild eval --report gsm8k.jsonl --plot gsm8k.png
       hogwild eval --report gsm8k.jsonl --report gsm8k-dry.jsonl --limit 12   # two settings, same problems
+      hogwild eval ../shared/data/gsm8k/dev.jsonl --problems 5,40-49 --results rerun.jsonl   # some again
     """
+    chosen = parse_problems(problems_text) if problems_text else None
     if report_paths:
-        text, rows = report(report_paths, limit)
+        text, rows = report(report_paths, limit, chosen)
         click.echo(text)
         if plot_path:
             plot(rows, plot_path, _plot_title(report_paths[0]))
@@ -678,7 +699,13 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
         dataset_path, dataset_label = fetch_gsm8k(), "gsm8k (openai/gsm8k main/test)"
     else:
         dataset_label = str(dataset_path)
-    problems = load_problems(dataset_path)[:limit]
+    problems = load_problems(dataset_path)
+    if chosen:
+        if max(chosen) >= len(problems):
+            raise click.BadParameter(f"{problems_text!r}: {dataset_path} has problems 0-{len(problems) - 1}",
+                                     param_hint="--problems")
+        problems = [problems[i] for i in chosen]
+    problems = problems[:limit]
     results_path = results_path or Path(f"eval-{Path(dataset_path).stem}.jsonl")
 
     opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budget_list)}

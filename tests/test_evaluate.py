@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from hogwild_local.cli import main
-from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets,
+from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets, parse_problems,
                                     parse_methods, reference_answer, summarize)
 from hogwild_local.models import resolve_model
 from hogwild_local.prompts import extract_boxed
@@ -61,6 +61,10 @@ def test_parse_methods_and_budgets():
     for bad in ("0,8", "x", ""):
         with pytest.raises(click.BadParameter):
             parse_budgets(bad)
+    assert parse_problems("5-7, 0,6") == [5, 6, 7, 0]
+    for bad in ("7-5", "1-", "-2", "x", ""):
+        with pytest.raises(click.BadParameter):
+            parse_problems(bad)
 
 
 def test_load_problems(tmp_path):
@@ -230,13 +234,26 @@ def test_report_and_plot(evaluated, tmp_path):
 
 @pytest.mark.skipif(not DEV.exists(), reason="../shared/data/gsm8k/dev.jsonl is not here")
 def test_dev_slice(smollm2_path, tmp_path):
+    """The first problems, then one of them again with --problems: it keeps its index, hence its seed, and
+    the same build samples the same run again."""
     results = tmp_path / "dev.jsonl"
-    out = CliRunner().invoke(main, ["eval", str(DEV), "--limit", "1", "-m", smollm2_path, "--methods", "single",
+    out = CliRunner().invoke(main, ["eval", str(DEV), "--limit", "2", "-m", smollm2_path, "--methods", "single",
                                     "--budgets", "8", "--results", str(results), *FAST])
     assert out.exit_code == 0, out.output
     recs = records(results)
-    assert len(recs) == 2 and recs[1]["reference"] == "18" and recs[1]["index"] == 0
+    assert [(r["index"], r["reference"]) for r in recs[1:]] == [(0, "18"), (1, "3")]
     assert "| single | 8 |" in out.output
+
+    again = tmp_path / "again.jsonl"
+    out = CliRunner().invoke(main, ["eval", str(DEV), "--problems", "1", "-m", smollm2_path, "--methods", "single",
+                                    "--budgets", "8", "--results", str(again), *FAST])
+    assert out.exit_code == 0, out.output
+    [rerun] = records(again)[1:]
+    assert rerun["index"] == 1 and rerun["budgets"]["8"]["answer"] == recs[2]["budgets"]["8"]["answer"]
+    assert rerun["final"]["tokens"] == recs[2]["final"]["tokens"]
+
+    out = CliRunner().invoke(main, ["eval", str(DEV), "--problems", "150-250", "-m", smollm2_path])
+    assert out.exit_code == 2 and "'150-250': " in out.output and "has problems 0-199" in out.output
 
 
 def test_report_puts_files_with_other_settings_side_by_side(evaluated, tmp_path):
@@ -280,6 +297,9 @@ def test_report_keeps_a_rerun_with_the_same_settings_apart(evaluated, tmp_path):
     assert f"| hogwild-2 rerun | hogwild-2 | 8 | {diff} |" in out.output
     # a file without the first method is also paired with the first file's (single), on its problems only
     assert re.search(r"^\| hogwild-2 rerun \| single \| 8 \| [-+][\d.]+ ± [\d.]+ \| 1 \|", out.output, re.M)
+    # --problems: the table of the chosen problems only
+    out = CliRunner().invoke(main, ["eval", "--report", str(root / "results.jsonl"), "--problems", "1"])
+    assert out.exit_code == 0 and "- 1 problems, 2 runs" in out.output, out.output
 
 
 def test_paired_comparison_counts_problem_by_problem():
