@@ -9,8 +9,9 @@ from hogwild_local import prompts
 from hogwild_local.backend import Model, Sampler, SamplingParams, Token
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import resolve_model
-from reference import ReferenceModel, RefToken
+from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
+from trace_replay import TraceReplay
 from where import GPU_LAYERS, VOCAB, tolerance
 
 PROBLEM = (
@@ -56,47 +57,11 @@ def replay(spec, trace: list[tuple], block_ranges: list[tuple[int, int, int]]) -
     """Replay the engine's cache operations on the reference; return the worst logit error."""
     ref = ReferenceModel(spec)
     cache = ref.new_cache()
-    cells: dict[int, tuple[int, set[int]]] = {}  # cell -> (canonical position, sequences)
-
-    def block_of(pos: int) -> int:
-        return next((b for b, p0, p1 in block_ranges if p0 <= pos < p1), 0)
-
     worst = 0.0
-    for op, *args in trace:
-        if op == "decode":
-            tokens, deltas, logits = args
-            start = len(cells)
-            for i, t in enumerate(tokens):
-                cells[start + i] = (t.pos, set(t.seq_ids))
-            ref_tokens = []
-            for i, t in enumerate(tokens):
-                s = t.seq_ids[0]
-                row = deltas.get(s)  # no offsets sent yet: all zero
-                view = lambda p: p + (row[block_of(p)] if row else 0)  # noqa: E731
-                own = view(t.pos)
-                visible = {c: view(p) for c, (p, seqs) in cells.items() if s in seqs and view(p) <= own}
-                ref_tokens.append(RefToken(t.token, start + i, own, visible))
-            expected = ref.forward(cache, ref_tokens)
-            for i, got in logits.items():
-                worst = max(worst, float(np.abs(got - expected[i]).max()))
-        elif op == "seq_add":
-            seq, p0, p1, shift = args
-            for c, (p, seqs) in cells.items():
-                if seq in seqs and p0 <= p < p1:
-                    cells[c] = (p + shift, seqs)
-        elif op == "seq_cp":
-            src, dst, p0, p1 = args
-            for c, (p, seqs) in cells.items():
-                if src in seqs and p0 <= p < p1:
-                    seqs.add(dst)
-        elif op == "seq_rm":
-            seq, p0, p1 = args
-            for c, (p, seqs) in cells.items():
-                if p0 <= p < p1:
-                    if seq < 0:
-                        seqs.clear()
-                    else:
-                        seqs.discard(seq)
+    for _, logits, seen in TraceReplay(block_ranges).run(trace):
+        expected = ref.forward(cache, seen)
+        for i, got in logits.items():
+            worst = max(worst, float(np.abs(got - expected[i]).max()))
     return worst
 
 
