@@ -529,7 +529,7 @@ def settings_label(first: dict, header: dict) -> str:
         elif before[key] != now[key]:
             value = now[key][:8] if key.endswith("sha256") and isinstance(now[key], str) else now[key]
             changes.append(f"{key}={value}")
-    return " ".join(changes)
+    return " ".join(dict.fromkeys(changes))  # the seed is both a setting and a sampler field: name it once
 
 
 def report(paths: Sequence[Path], limit: int | None = None,

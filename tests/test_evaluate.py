@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from hogwild_local.cli import main
-from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets, parse_problems,
-                                    parse_methods, reference_answer, summarize)
+from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets,
+                                    parse_methods, parse_problems, reference_answer, settings_label, summarize)
 from hogwild_local.models import resolve_model
 from hogwild_local.prompts import extract_boxed
 
@@ -277,6 +277,17 @@ def test_report_puts_files_with_other_settings_side_by_side(evaluated, tmp_path)
                       ("single dry_multiplier=0.8", "single"), ("hogwild-2 dry_multiplier=0.8", "hogwild-2")]
     # the same results under another name: no difference across the settings
     assert re.search(r"^\| single dry_multiplier=0.8 \| single \| 8 \| \+0.0 ± 0.0 \| 1 \| 0 \| 0 \|", out.output, re.M)
+
+
+def test_settings_label_names_each_change_once(evaluated):
+    """Another --seed changes the header's seed and the sampler's: the label says it once."""
+    root, _, _ = evaluated
+    first = records(root / "results.jsonl")[0]
+    other = json.loads(json.dumps(first))
+    other["seed"] = other["sampling"]["seed"] = 1000
+    assert settings_label(first, other) == "seed=1000"
+    other["sampling"]["temperature"] = 0.9
+    assert settings_label(first, other) == "seed=1000 temperature=0.9"
 
 
 def test_report_keeps_a_rerun_with_the_same_settings_apart(evaluated, tmp_path):
