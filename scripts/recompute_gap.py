@@ -37,11 +37,11 @@ PROBLEM = ("A school orders 14 boxes of pencils with 36 pencils in each box. It 
 TEMPERATURE = 0.6
 
 
-def stock_logits(model: Model, sequence: list[tuple[int, int]], n_ctx: int, threads: int, chunk: int) -> np.ndarray:
-    """Decode (position, token) pairs in order in a fresh stock context; the last token's logits."""
+def stock_logits(model: Model, sequence: list[tuple[int, int]], n_ctx: int, threads: int) -> np.ndarray:
+    """Decode (position, token) pairs in order, in batches of 512, in a fresh stock context; the last logits."""
     with model.context(n_ctx=n_ctx, n_seq=1, n_batch=512, cache_type="f16", n_threads=threads) as ctx:
-        for i in range(0, len(sequence), chunk):
-            part = sequence[i:i + chunk]
+        for i in range(0, len(sequence), 512):
+            part = sequence[i:i + 512]
             last = i + len(part) == len(sequence)
             ctx.decode([Token(t, p, (0,), last and j == len(part) - 1) for j, (p, t) in enumerate(part)])
         return ctx.logits(len(part) - 1)
@@ -86,11 +86,11 @@ def main() -> None:
             if batch[i].seq_ids[0] >= cfg.workers:
                 continue
             view = sorted((pos, replay.tokens[cell]) for cell, pos in seen[i].visible.items())
-            diff, tv, same = compare(got, stock_logits(model, view, cfg.n_ctx, args.threads, 512))
+            diff, tv, same = compare(got, stock_logits(model, view, cfg.n_ctx, args.threads))
             print(f"| {passes.index(k) + 1} | {batch[i].seq_ids[0]} | {len(view)} | {diff:.3f} | {tv:.4f} | {same} |")
 
     prompt = len(model.tokenize(gen.prompt_text(), add_special=True))
-    one_go = stock_logits(model, view, cfg.n_ctx, args.threads, 512)
+    one_go = stock_logits(model, view, cfg.n_ctx, args.threads)
     with model.context(n_ctx=cfg.n_ctx, n_seq=1, n_batch=512, cache_type="f16", n_threads=args.threads) as ctx:
         ctx.decode([Token(t, p, (0,)) for p, t in view[:prompt]])
         for j, (p, t) in enumerate(view[prompt:]):
@@ -98,6 +98,7 @@ def main() -> None:
         diff, tv, same = compare(ctx.logits(0), one_go)
     print(f"\nfloor (stock against stock on the last view: in batches of 512, and the prompt then one token "
           f"per decode): max abs logit diff {diff:.3f}, TV {tv:.4f}, same top token {same}")
+
 
 if __name__ == "__main__":
     main()

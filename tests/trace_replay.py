@@ -17,6 +17,8 @@ from reference import RefToken
 
 
 class TraceReplay:
+    """Replays one run's trace; ``tokens`` and ``cells`` hold the cache as far as the replay has got."""
+
     def __init__(self, block_ranges: list[tuple[int, int, int]]):
         self.block_ranges = block_ranges  # (block, first position, end position), as Layout.block_ranges()
         self.cells: dict[int, tuple[int, set[int]]] = {}  # cell -> (canonical position, sequences)
