@@ -86,16 +86,16 @@ def main() -> None:
             if batch[i].seq_ids[0] >= cfg.workers:
                 continue
             view = sorted((pos, replay.tokens[cell]) for cell, pos in seen[i].visible.items())
-            diff, tv, same = compare(got, stock_logits(model, view, cfg.n_ctx, args.threads))
+            stock = stock_logits(model, view, cfg.n_ctx, args.threads)
+            diff, tv, same = compare(got, stock)
             print(f"| {passes.index(k) + 1} | {batch[i].seq_ids[0]} | {len(view)} | {diff:.3f} | {tv:.4f} | {same} |")
 
     prompt = len(model.tokenize(gen.prompt_text(), add_special=True))
-    one_go = stock_logits(model, view, cfg.n_ctx, args.threads)
     with model.context(n_ctx=cfg.n_ctx, n_seq=1, n_batch=512, cache_type="f16", n_threads=args.threads) as ctx:
         ctx.decode([Token(t, p, (0,)) for p, t in view[:prompt]])
         for j, (p, t) in enumerate(view[prompt:]):
             ctx.decode([Token(t, p, (0,), prompt + j == len(view) - 1)])
-        diff, tv, same = compare(ctx.logits(0), one_go)
+        diff, tv, same = compare(ctx.logits(0), stock)  # stock: the last view's, in batches of 512
     print(f"\nfloor (stock against stock on the last view: in batches of 512, and the prompt then one token "
           f"per decode): max abs logit diff {diff:.3f}, TV {tv:.4f}, same top token {same}")
 
