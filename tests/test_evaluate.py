@@ -252,6 +252,7 @@ def test_dev_slice(smollm2_path, tmp_path):
     assert out.exit_code == 0, out.output
     [rerun] = records(again)[1:]
     assert rerun["index"] == 1 and rerun["budgets"]["8"]["answer"] == recs[2]["budgets"]["8"]["answer"]
+    assert rerun["final"]["tokens"] == recs[2]["final"]["tokens"]
 
     def sampled(folder: str) -> str:
         return "".join(e["text"] for e in records(tmp_path / folder / "0001-single.jsonl") if e.get("type") == "token")
