@@ -10,11 +10,11 @@ SAMPLE := Natalia sold clips to 48 of her friends in April, and then she sold ha
 
 .PHONY: setup backend demo test clean
 
+# llama-cpp-python is not a dependency: `make backend` builds it with our patches (hogwild build-backend)
 $(BIN)/hogwild: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench,hf]' --no-deps
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q -e '.[test,bench,hf,build]'
 	touch $@
 
 setup: $(BIN)/hogwild

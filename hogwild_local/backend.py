@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-LLAMA_CPP_VERSION = "0.3.36"
+from .library import LLAMA_CPP_PYTHON_VERSION, LibraryError, require_working_library
+
 FIX_HINT = "run: hogwild build-backend"
 
 HOGWILD_SYMBOLS = (
@@ -44,7 +45,7 @@ class BackendError(Exception):
 
 
 class UnpatchedLibraryError(BackendError):
-    """llama-cpp-python is missing, the wrong version, or built without the Hogwild patch."""
+    """llama-cpp-python is missing, the wrong version, built without the Hogwild patch, or fails its self-test."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -65,13 +66,17 @@ def _load() -> tuple[object, ctypes.CDLL]:
     # (a 10x slowdown was measured on 2 shared cores); OpenMP reads this when the library loads
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
+        require_working_library()  # in a child process: a library that dies here must not take us with it
+    except LibraryError as err:
+        raise UnpatchedLibraryError(str(err)) from None
+    try:
         import llama_cpp  # noqa: PLC0415 - imported lazily so that `hogwild --help` works without it
     except Exception as err:  # a missing package, or a library that fails to load
         raise UnpatchedLibraryError(f"llama-cpp-python could not be imported ({err}); {FIX_HINT}") from None
     version = getattr(llama_cpp, "__version__", "?")
-    if version != LLAMA_CPP_VERSION:
+    if version != LLAMA_CPP_PYTHON_VERSION:
         raise UnpatchedLibraryError(
-            f"llama-cpp-python {version} is installed but hogwild-local needs {LLAMA_CPP_VERSION}; {FIX_HINT}"
+            f"llama-cpp-python {version} is installed but hogwild-local needs {LLAMA_CPP_PYTHON_VERSION}; {FIX_HINT}"
         )
     lib = llama_cpp.llama_cpp._lib
     missing = [name for name in HOGWILD_SYMBOLS if not hasattr(lib, name)]
@@ -152,6 +157,22 @@ def library_info() -> dict:
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace"),
     }
+
+
+def quantize_file(src: str | Path, dst: str | Path, quant: str, *, threads: int | None = None) -> None:
+    """Quantize the GGUF ``src`` into ``dst`` (``quant``: a llama.cpp file type such as Q4_K_M, Q8_0, Q4_0)
+    with libllama's own quantizer."""
+    llama_cpp, _ = _load()
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
+    if ftype is None:
+        raise BackendError(f"unknown quantization {quant!r} (e.g. Q4_K_M, Q8_0, Q4_0)")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads or 0
+    clear_log()
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)) != 0:
+        detail = last_log_error()
+        raise BackendError(f"quantizing {Path(src).name} to {quant.upper()} failed" + (f": {detail}" if detail else ""))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ import numpy as np
 from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
 from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
+from hogwild_local.synthetic import SHAPES, Log, synthetic_model
 
 HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
 DEFAULT_WORKERS = (1, 2, 4, 8)
@@ -58,188 +59,6 @@ CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0"
 # a prefill chunk in Hogwild mode keeps its scores (at most n_kv x blocks per token and head) under this many bytes
 HOGWILD_SCORES_BUDGET = 64 << 20
 
-Log = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------------------------------
-# synthetic models
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Hyper-parameters of a real model family, for a random-weight GGUF of the same size and speed."""
-
-    arch: str
-    n_vocab: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    n_ff: int
-    rope_theta: float
-    rms_eps: float
-    n_ctx_train: int
-    tied_output: bool  # no output.weight: the token embedding doubles as the output matrix
-    qkv_bias: bool
-
-
-SHAPES = {
-    # HuggingFaceTB/SmolLM2-135M(-Instruct)
-    "smollm2-135m": Shape("llama", 49152, 576, 30, 9, 3, 1536, 100000.0, 1e-5, 8192, True, False),
-    # Qwen/Qwen2.5-1.5B(-Instruct)
-    "qwen2.5-1.5b": Shape("qwen2", 151936, 1536, 28, 12, 2, 8960, 1000000.0, 1e-6, 32768, True, True),
-    # Qwen/Qwen2.5-7B(-Instruct)
-    "qwen2.5-7b": Shape("qwen2", 152064, 3584, 28, 28, 4, 18944, 1000000.0, 1e-6, 32768, False, True),
-}
-
-
-def _tensor_plan(shape: Shape, n_layer: int) -> list[tuple[str, tuple[int, ...], str, float]]:
-    """(name, numpy shape [out, in], kind, std) of every tensor, in llama.cpp's naming."""
-    e, kv, ff = shape.n_embd, shape.n_head_kv * (shape.n_embd // shape.n_head), shape.n_ff
-    plan: list[tuple[str, tuple[int, ...], str, float]] = [("token_embd.weight", (shape.n_vocab, e), "f16", 1.0)]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        plan += [
-            (p + "attn_norm.weight", (e,), "norm", 0.0),
-            (p + "attn_q.weight", (e, e), "f16", e**-0.5),
-            (p + "attn_k.weight", (kv, e), "f16", e**-0.5),
-            (p + "attn_v.weight", (kv, e), "f16", e**-0.5),
-        ]
-        if shape.qkv_bias:
-            plan += [(p + "attn_q.bias", (e,), "f32", 0.1), (p + "attn_k.bias", (kv,), "f32", 0.1),
-                     (p + "attn_v.bias", (kv,), "f32", 0.1)]
-        plan += [
-            (p + "attn_output.weight", (e, e), "f16", 0.5 * e**-0.5),
-            (p + "ffn_norm.weight", (e,), "norm", 0.0),
-            (p + "ffn_gate.weight", (ff, e), "f16", e**-0.5),
-            (p + "ffn_up.weight", (ff, e), "f16", e**-0.5),
-            (p + "ffn_down.weight", (e, ff), "f16", 0.5 * ff**-0.5),
-        ]
-    plan.append(("output_norm.weight", (e,), "norm", 0.0))
-    if not shape.tied_output:
-        plan.append(("output.weight", (shape.n_vocab, e), "f16", e**-0.5))
-    return plan
-
-
-def write_synthetic_model(path: str | Path, shape_name: str, *, layers: int | None = None, seed: int = 0) -> Path:
-    """Write a random f16 GGUF with the tensor names, shapes and hparams of ``shape_name`` (see SHAPES).
-
-    Norms are ones, biases and matrices random with std 1/sqrt(fan_in) (activations stay O(1)). Values
-    are drawn from a 4M-entry pool and tiled, so a 7B file is written at disk speed; the benchmark only
-    needs the right shapes. No tokenizer: ``tokenizer.ggml.model = "no_vocab"`` and
-    ``<arch>.vocab_size`` (llama.cpp then takes the vocabulary size from the latter).
-    """
-    import gguf  # a test/bench dependency only
-
-    if shape_name not in SHAPES:
-        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
-    shape = SHAPES[shape_name]
-    n_layer = layers or shape.n_layer
-    if not 1 <= n_layer <= shape.n_layer:
-        raise BackendError(f"--layers must be 1..{shape.n_layer} for {shape_name}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    pool = rng.standard_normal(1 << 22).astype(np.float32)
-    plan = _tensor_plan(shape, n_layer)
-
-    writer = gguf.GGUFWriter(str(path), shape.arch)
-    writer.add_name(f"synthetic-{shape_name}" + (f"-{n_layer}l" if n_layer != shape.n_layer else ""))
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_context_length(shape.n_ctx_train)
-    writer.add_embedding_length(shape.n_embd)
-    writer.add_block_count(n_layer)
-    writer.add_feed_forward_length(shape.n_ff)
-    writer.add_head_count(shape.n_head)
-    writer.add_head_count_kv(shape.n_head_kv)
-    writer.add_layer_norm_rms_eps(shape.rms_eps)
-    writer.add_rope_freq_base(shape.rope_theta)
-    writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
-    writer.add_vocab_size(shape.n_vocab)
-    writer.add_tokenizer_model("no_vocab")
-    for name, dims, kind, _ in plan:
-        dtype = np.dtype(np.float16 if kind == "f16" else np.float32)
-        writer.add_tensor_info(name, dims, dtype, math.prod(dims) * dtype.itemsize)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for name, dims, kind, std in plan:
-        n = math.prod(dims)
-        if kind == "norm":
-            data = np.ones(n, dtype=np.float32)
-        else:
-            piece = np.roll(pool, int(rng.integers(len(pool))))[: min(n, len(pool))] * std
-            data = np.resize(piece.astype(np.float16 if kind == "f16" else np.float32), n)
-        writer.write_tensor_data(data.reshape(dims))
-    writer.close()
-    return path
-
-
-def quantize_model(src: Path, dst: Path, quant: str, *, quantize_bin: str | None = None,
-                   threads: int | None = None) -> str:
-    """Quantize ``src`` to ``dst``; returns how ("llama-quantize" or "libllama").
-
-    Uses the ``llama-quantize`` binary when given or on PATH, else libllama's ``llama_model_quantize``
-    (the same code, through the loaded library).
-    """
-    quant = quant.upper()
-    exe = quantize_bin or shutil.which("llama-quantize")
-    if exe:
-        cmd = [exe, str(src), str(dst), quant] + ([str(threads)] if threads else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            tail = (out.stderr or out.stdout).strip().splitlines()
-            raise BackendError(f"{Path(exe).name} failed ({out.returncode}): {tail[-1] if tail else ''}")
-        return Path(exe).name
-    from hogwild_local.backend import _load
-
-    llama_cpp, _ = _load()
-    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}", None)
-    if ftype is None:
-        raise BackendError(f"unknown quantization {quant!r} (e.g. Q4_K_M, Q8_0, Q4_0)")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.nthread = threads or 0
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0:
-        raise BackendError(f"llama_model_quantize failed ({rc})")
-    return "libllama"
-
-
-def synthetic_model(shape_name: str, *, layers: int | None = None, quant: str = "Q4_K_M",
-                    quantize_bin: str | None = None, out_dir: str | Path | None = None,
-                    threads: int | None = None, log: Log | None = None) -> Path:
-    """A cached synthetic GGUF (written and quantized on first use); quant "f16" keeps the f16 file."""
-    if out_dir is None:
-        from hogwild_local.models import models_dir
-
-        out_dir = models_dir() / "synthetic"
-    out_dir = Path(out_dir)
-    if shape_name not in SHAPES:
-        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
-    n_layer = layers or SHAPES[shape_name].n_layer
-    stem = f"synthetic-{shape_name}-{n_layer}l"
-    final = out_dir / f"{stem}-{quant.lower()}.gguf"
-    if final.is_file():
-        return final
-    f16 = out_dir / f"{stem}-f16.gguf"
-    if not f16.is_file():
-        if log:
-            log(f"writing {f16} (random f16 weights)")
-        tmp = f16.with_suffix(".tmp")
-        write_synthetic_model(tmp, shape_name, layers=layers)
-        tmp.replace(f16)
-    if quant.lower() == "f16":
-        return f16
-    if log:
-        log(f"quantizing to {quant.upper()}")
-    tmp = final.with_suffix(".tmp")
-    how = quantize_model(f16, tmp, quant, quantize_bin=quantize_bin, threads=threads)
-    tmp.replace(final)
-    f16.unlink()
-    if log:
-        log(f"quantized with {how}: {final}")
-    return final
 
 
 # --------------------------------------------------------------------------------------------------

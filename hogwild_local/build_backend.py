@@ -1,7 +1,7 @@
 """Build and install llama-cpp-python with the hogwild llama.cpp patches.
 
 `hogwild build-backend` fetches the llama-cpp-python sdist, applies
-``vendor/llama.cpp-patches/*.patch`` to the llama.cpp vendored in it, builds a
+``hogwild_local/patches/*.patch`` to the llama.cpp vendored in it, builds a
 wheel for one ggml backend and installs it.  Wheels are cached under a key made
 of everything that changes the binary, so a second run with nothing changed
 only compares keys.  ``--bundle`` writes a small, already patched source
@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,9 +33,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
-import platformdirs
 
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+from .library import (
+    LLAMA_CPP_PYTHON_VERSION,
+    SelfTest,
+    cache_dir,
+    cached_verdict,
+    cpu_identity,
+    fingerprint_wheel,
+    installed_package_dir,
+    installed_verdict,
+    run_self_test,
+    save_verdict,
+)
+
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
 BACKENDS = ("cpu", "cuda", "metal", "vulkan")
 HOGWILD_SYMBOL = "llama_memory_hogwild_enable"
@@ -45,8 +57,7 @@ BUILD_MARKER = "hogwild_build.json"
 # Written at the root of a --bundle tarball: says the tree is already patched.
 BUNDLE_MARKER = "hogwild_bundle.json"
 LLAMA_CPP_DIR = "vendor/llama.cpp"
-REPO_PATCH_DIR = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp-patches"
-PACKAGED_PATCH_DIR = Path(__file__).resolve().parent / "patches"
+PATCH_DIR = Path(__file__).resolve().parent / "patches"  # package data: it ships in the wheel
 
 # Entries of the sdist root that no build or test uses.
 SDIST_DROP = frozenset(
@@ -81,25 +92,11 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def cache_dir() -> Path:
-    """Folder holding the sdist, built wheels and build logs.
-
-    It is ``backend/`` under $HOGWILD_CACHE_DIR, or under the per-user cache
-    folder of hogwild-local when that variable is unset.
-    """
-    root = os.environ.get("HOGWILD_CACHE_DIR") or platformdirs.user_cache_dir("hogwild-local")
-    return Path(root) / "backend"
-
-
 def patch_dir() -> Path:
-    """Folder with the llama.cpp patches: the repository's, else the packaged copy."""
-    for candidate in (REPO_PATCH_DIR, PACKAGED_PATCH_DIR):
-        if candidate.is_dir():
-            return candidate
-    raise _error(
-        f"No llama.cpp patch folder found (looked for {REPO_PATCH_DIR} and {PACKAGED_PATCH_DIR}).",
-        "run hogwild from a checkout of the hogwild-local repository (pip install -e .).",
-    )
+    """Folder with the llama.cpp patch series (package data)."""
+    if not PATCH_DIR.is_dir():
+        raise _error(f"No llama.cpp patch folder found (looked for {PATCH_DIR}).", "reinstall hogwild-local.")
+    return PATCH_DIR
 
 
 def list_patches(directory: Path) -> list[Path]:
@@ -119,13 +116,19 @@ def patches_sha256(patches: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+# ggml's AMX matmul (Intel Xeon 4th gen and later) is compiled in whenever the compiler targets an AMX CPU,
+# and its first tile instruction killed every process with SIGILL on an AMX Xeon VM (docs/backend.md,
+# "AMX"). Native builds keep every other instruction set of the build machine and leave AMX out.
+NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
 def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
     """CMAKE_ARGS for a backend.
 
     The cpu build is tuned for this CPU when ``native`` (llama.cpp's own default, and the command's),
-    else portable; the GPU builds keep llama.cpp's
-    default of tuning their CPU code for the build machine.  LLAVA_BUILD=OFF
-    skips tools/mtmd, which hogwild does not use (and the bundle drops).
+    else portable; the GPU builds keep llama.cpp's default of tuning their CPU code for the build
+    machine. Every build tuned for an x86-64 build machine leaves out ggml's AMX path (NO_AMX_FLAGS).
+    LLAVA_BUILD=OFF skips tools/mtmd, which hogwild does not use (and the bundle drops).
     """
     args = {
         "cpu": [f"-DGGML_NATIVE={'ON' if native else 'OFF'}"],
@@ -133,6 +136,9 @@ def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
         "metal": ["-DGGML_METAL=on"],
         "vulkan": ["-DGGML_VULKAN=on"],
     }[backend]
+    tuned_for_this_machine = native or backend != "cpu"
+    if tuned_for_this_machine and platform.machine().lower() in ("x86_64", "amd64"):
+        args += [f'"-DCMAKE_C_FLAGS={NO_AMX_FLAGS}"', f'"-DCMAKE_CXX_FLAGS={NO_AMX_FLAGS}"']
     return " ".join(args + ["-DLLAVA_BUILD=OFF"])
 
 
@@ -172,17 +178,6 @@ def make_build_key(
         platform=f"{platform.system()}-{platform.machine()}",
         cpu=cpu_identity() if backend == "cpu" and native else None,
     )
-
-
-def cpu_identity() -> str:
-    """Model name and instruction-set flags of this CPU, hashed: a cached native wheel is reused only here."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
-        text = "\n".join(dict.fromkeys(lines))  # every core repeats the same lines
-    except OSError:
-        text = platform.processor() or platform.machine()
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def ensure_sdist(cache: Path) -> Path:
@@ -464,15 +459,6 @@ def cached_wheel(cache: Path, key: BuildKey) -> Path | None:
     return wheels[0] if wheels else None
 
 
-def installed_package_dir() -> Path | None:
-    """Folder of the installed llama_cpp package, found without importing it."""
-    importlib.invalidate_caches()
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def installed_build_info() -> dict[str, Any] | None:
     """The build marker of the installed llama_cpp, or None (not ours, or absent)."""
     package = installed_package_dir()
@@ -536,15 +522,42 @@ def _check_installed(key: BuildKey) -> dict[str, Any]:
     return status
 
 
+def wheel_verdict(wheel: Path) -> SelfTest:
+    """The self-test verdict of ``wheel`` on this CPU: kept from an earlier test, else tested now.
+
+    The wheel is unpacked into a temporary folder that goes first on the child's import path, so a
+    library that crashes is never installed.
+    """
+    fingerprint = fingerprint_wheel(wheel)
+    if fingerprint is None:
+        return SelfTest(False, f"{wheel.name} holds no llama.cpp library")
+    verdict = cached_verdict(fingerprint)
+    if verdict is None:
+        _say(f"Self-testing {wheel.name} on this CPU ...")
+        (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="selftest-", dir=cache_dir() / "tmp") as unpacked:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(unpacked)
+            verdict = run_self_test([Path(unpacked)], lib_dir=Path(unpacked) / "llama_cpp" / "lib")
+        save_verdict(fingerprint, verdict)
+    return verdict
+
+
+def _failed_build_hint(key: BuildKey, log_path: Path) -> str:
+    if key.backend == "cpu" and key.cpu is not None:
+        return "build one without this CPU's own instructions: hogwild build-backend --portable"
+    return f"the build log is {log_path}; please report the failure with it"
+
+
 def build_backend(
     backend: str = "cpu", cuda_arch: str = "90", jobs: int | None = None,
     force: bool = False, native: bool = False, sdist: Path | None = None,
 ) -> Path:
-    """Make sure llama-cpp-python built with our patches for ``backend`` is installed.
+    """Make sure llama-cpp-python built with our patches for ``backend`` is installed and works here.
 
-    Skips everything when the installed package carries the current key, and
-    the build when a wheel for the key is cached.  Returns the installed lib
-    folder.
+    Skips everything when the installed package carries the current key and passed its self-test on
+    this CPU, and the build when a cached wheel for the key passes it. A new build is self-tested before
+    it is cached or installed. Returns the installed lib folder.
     """
     patches_from = patch_dir()
     patches = list_patches(patches_from)
@@ -553,11 +566,22 @@ def build_backend(
     key = make_build_key(patches, backend, cuda_arch, native)
     installed = installed_build_info()
     if not force and installed and installed.get("key") == key.digest:
-        _say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
-             f"is up to date (build {key.digest}).")
-        return installed_lib_dir()
+        tested = installed_verdict()
+        if tested is None or tested[1].ok:
+            _say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
+                 f"is up to date (build {key.digest}).")
+            return installed_lib_dir()
+        _say(f"The installed build {key.digest} fails its self-test on this CPU ({tested[1].detail}); building it again.")
+        force = True
     cache = cache_dir()
     wheel = None if force else cached_wheel(cache, key)
+    if wheel is not None:
+        verdict = wheel_verdict(wheel)
+        if not verdict.ok:
+            _say(f"The cached wheel of build {key.digest} fails its self-test on this CPU ({verdict.detail}); "
+                 "deleting it and building again.")
+            shutil.rmtree(wheel.parent)
+            wheel = None
     if wheel is None:
         ensure_build_tools()
         tarball = sdist or ensure_sdist(cache)
@@ -572,6 +596,10 @@ def build_backend(
             source_root = prepare_source(tarball, patches, workdir / "src")
             built = build_wheel(source_root, key, jobs or os.cpu_count() or 1,
                                 workdir / "out", log_path)
+            verdict = wheel_verdict(built)
+            if not verdict.ok:
+                raise _error(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor installed.",
+                             _failed_build_hint(key, log_path))
             wheel_dir = cache / "wheels" / key.digest
             shutil.rmtree(wheel_dir, ignore_errors=True)
             wheel_dir.mkdir()
@@ -580,7 +608,7 @@ def build_backend(
     status = _check_installed(key)
     _say(f"Installed build {key.digest}: {status['lib_path']} (patched: "
          f"{'yes' if status['patched'] else 'NO'}, GPU offload: "
-         f"{'yes' if status['gpu_offload'] else 'no'}).")
+         f"{'yes' if status['gpu_offload'] else 'no'}, self-test passed).")
     return installed_lib_dir()
 
 

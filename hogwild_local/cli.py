@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -261,8 +262,13 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
     Keys: s start, p pause, x stop, n new problem, o settings, w save, v view as worker, i inject a hint.
     Example:  hogwild tui -m smollm2-135m -w 3
     """
-    from tui.app import run_tui
+    from .library import LibraryError, require_working_library
+    from .tui.app import run_tui
 
+    try:
+        require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
+    except LibraryError as err:
+        raise click.ClickException(str(err)) from None
     sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript, gpu_layers=opts["gpu_layers"],
                      main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))
 
@@ -271,7 +277,8 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
 @click.option("--model", "-m", "model_spec", default=None, help="Also load this model and check it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def doctor(model_spec: str | None, as_json: bool) -> None:
-    """Check the set-up: the patched library, its backend (cpu/cuda/metal), GPU offload, and a model.
+    """Check the set-up: the patched library and its self-test on this CPU, its backend (cpu/cuda/metal), GPU
+    offload, and a model.
 
     \b
     Example:  hogwild doctor -m smollm2-135m
@@ -279,9 +286,16 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
     from .backend import BackendError, Model, library_info
     from .build_backend import backend_status
     from .engine import EngineError, check_model
+    from .library import failure_message, installed_verdict
     from .models import ModelError, resolve_model
 
-    report = {"library": library_info(), "build": backend_status()}
+    tested = installed_verdict(refresh=True)  # in a child process: a library that crashes cannot take doctor along
+    report: dict = {"self_test": None if tested is None else {"fingerprint": tested[0], **asdict(tested[1])}}
+    if tested is not None and not tested[1].ok:
+        report["library"] = {"ok": False, "error": failure_message(tested[1])}
+        report["build"] = {}
+    else:
+        report["library"], report["build"] = library_info(), backend_status()
     ok = report["library"].get("ok", False)
     if model_spec and ok:
         try:
@@ -302,8 +316,12 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
             click.echo(f"GPU       {'offload supported' if lib['gpu_offload'] else 'CPU only'}")
         else:
             click.echo(f"library   NOT OK: {lib['error']}")
+        if tested is not None:
+            verdict = tested[1]
+            click.echo(f"self-test {'ok' if verdict.ok else 'FAILED'}: {verdict.detail} ({verdict.seconds:.1f} s)")
         build = report["build"]
-        click.echo(f"backend   {build.get('backend', '?')}  (build key {str(build.get('build_key', '-'))[:16]})")
+        if build:
+            click.echo(f"backend   {build.get('backend', '?')}  (build key {str(build.get('build_key', '-'))[:16]})")
         if "model" in report:
             m = report["model"]
             click.echo(f"model     {'ok: ' + m['architecture'] + ' ' + m['path'] if m['ok'] else 'NOT OK: ' + m['error']}")

@@ -34,14 +34,7 @@ GGUF_HEADER_SIZE = 24
 SUPPORTED_GGUF_VERSIONS = (2, 3)
 CHUNK_SIZE = 1 << 20
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-# The canonical manifest lives at <repo>/models/manifest.json (found when the
-# project is installed editable); a copy shipped as package data is the
-# fallback for a regular wheel install.
-MANIFEST_PATHS = (
-    _PACKAGE_DIR.parent / "models" / "manifest.json",
-    _PACKAGE_DIR / "manifest.json",
-)
+MANIFEST_PATH = Path(__file__).resolve().parent / "manifest.json"  # package data: it ships in the wheel
 
 
 class ModelError(Exception):
@@ -98,10 +91,9 @@ class ModelEntry:
 
 
 def _manifest_path() -> Path:
-    for path in MANIFEST_PATHS:
-        if path.is_file():
-            return path
-    raise ModelError(f"model manifest not found (looked in {MANIFEST_PATHS[0]}); reinstall hogwild-local")
+    if not MANIFEST_PATH.is_file():
+        raise ModelError(f"model manifest not found (looked in {MANIFEST_PATH}); reinstall hogwild-local")
+    return MANIFEST_PATH
 
 
 def _entry_from_json(item: dict[str, Any]) -> ModelEntry:

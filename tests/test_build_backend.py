@@ -7,6 +7,7 @@ ones the real build and bundle commands call.
 from __future__ import annotations
 
 import difflib
+import platform
 import subprocess
 import tarfile
 from pathlib import Path
@@ -132,6 +133,21 @@ def test_build_key_follows_backend_options(tmp_path: Path) -> None:
     assert "-DLLAVA_BUILD=OFF" in cuda90.cmake_args
 
 
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="AMX is an x86-64 extension")
+def test_builds_tuned_for_this_machine_leave_amx_out(tmp_path: Path) -> None:
+    """ggml's AMX matmul killed every process on an AMX Xeon VM: no build tuned for the build machine has it."""
+    import shlex
+
+    def flags(backend: str, native: bool) -> list[str]:
+        return shlex.split(bb.cmake_args(backend, "90", native))  # as scikit-build-core splits CMAKE_ARGS
+
+    no_amx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    for backend, native in (("cpu", True), ("cuda", False), ("vulkan", False)):
+        assert f"-DCMAKE_C_FLAGS={no_amx}" in flags(backend, native)
+        assert f"-DCMAKE_CXX_FLAGS={no_amx}" in flags(backend, native)
+    assert not any("amx" in flag for flag in flags("cpu", False))  # portable: GGML_AMX_* stay off by default
+
+
 def test_patches_apply_in_name_order(tmp_path: Path) -> None:
     second = make_patch(KV_CACHE, edited(KV_LINES, {3: "int line_3 = 300;\n"}),
                         edited(KV_LINES, {3: "int line_3 = 301;\n"}))
@@ -170,7 +186,7 @@ def test_rejected_patch_fails_the_command_without_traceback(
 ) -> None:
     tarball = make_tarball(make_fake_sdist(tmp_path / "src"), tmp_path / "sdist.tar.gz")
     write_patches(tmp_path / "p", {"0001-bad.patch": BAD_PATCH})
-    monkeypatch.setattr(bb, "REPO_PATCH_DIR", tmp_path / "p")
+    monkeypatch.setattr(bb, "PATCH_DIR", tmp_path / "p")
     monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
     result = CliRunner().invoke(
         bb.build_backend_command, ["--bundle", str(tmp_path / "out"), "--sdist", str(tarball)]

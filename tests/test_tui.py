@@ -22,13 +22,13 @@ from hogwild_local.backend import SamplingParams
 from hogwild_local.engine import RunConfig
 from hogwild_local.events import CutEvent, StepEvent, TokenEvent
 from hogwild_local.layout import LayoutKind
-from tui.answer import REASONS, AnswerPanel
-from tui.app import SAMPLE_PROBLEM, HogwildApp
-from tui.blocks import BlockTexts
-from tui.dialogs import SettingsScreen, TextDialog
-from tui.panes import HistoryPane, WorkerGrid
-from tui.status import StatusBar
-from tui.view_as import ViewAsScreen
+from hogwild_local.tui.answer import REASONS, AnswerPanel
+from hogwild_local.tui.app import SAMPLE_PROBLEM, HogwildApp
+from hogwild_local.tui.blocks import BlockTexts
+from hogwild_local.tui.dialogs import SettingsScreen, TextDialog
+from hogwild_local.tui.panes import HistoryPane, WorkerGrid
+from hogwild_local.tui.status import StatusBar
+from hogwild_local.tui.view_as import ViewAsScreen
 
 # as run_tui does: idle OpenMP threads must not spin beside the UI thread. This takes effect only if
 # llama.cpp is not loaded yet (this file run alone, or the variable set in the environment or a conftest).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from hogwild_local.events import AnswerEvent
+from ..events import AnswerEvent
 
 REASONS = {
     "answer": "a worker wrote \\boxed{...}",

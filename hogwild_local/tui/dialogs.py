@@ -12,9 +12,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from hogwild_local.engine import RunConfig
-from hogwild_local.layout import MAX_WORKERS
-from hogwild_local.models import default_model
+from ..engine import RunConfig
+from ..layout import MAX_WORKERS
+from ..models import default_model
 
 LAYOUTS = ("combined", "contiguous", "stepwise")
 

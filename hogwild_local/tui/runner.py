@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hogwild_local.backend import BackendError, Model
-from hogwild_local.engine import EngineError, Generation, RunConfig
-from hogwild_local.events import Event, to_dict
-from hogwild_local.models import ModelError, default_model, resolve_model
-from hogwild_local.transcript import TranscriptWriter
+from ..backend import BackendError, Model
+from ..engine import EngineError, Generation, RunConfig
+from ..events import Event, to_dict
+from ..models import ModelError, default_model, resolve_model
+from ..transcript import TranscriptWriter
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hogwild_local import prompts
-from hogwild_local.events import AnswerEvent, CutEvent, Event, StepEvent, TokenEvent
-from hogwild_local.layout import WORKER_NAMES, Block, Layout, LayoutKind
+from .. import prompts
+from ..events import AnswerEvent, CutEvent, Event, StepEvent, TokenEvent
+from ..layout import WORKER_NAMES, Block, Layout, LayoutKind
 
 
 @dataclass(frozen=True)

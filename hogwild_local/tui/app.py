@@ -1,6 +1,6 @@
 """The Hogwild! TUI: watch W workers write into one shared KV cache, steer them, and look inside.
 
-Inference runs in a thread worker (:func:`tui.runner.run_generation`) that puts every record into a
+Inference runs in a thread worker (:func:`hogwild_local.tui.runner.run_generation`) that puts every record into a
 queue; a timer drains the queue 25 times a second and updates the widgets in one batch, so the UI
 stays responsive however fast the model writes. The app owns the run's state (events received,
 block texts, phase); widgets only show what they are given.
@@ -21,10 +21,10 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import Footer, Header
 
-from hogwild_local.engine import Generation, RunConfig
-from hogwild_local.events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
-from hogwild_local.layout import WORKER_NAMES
-from hogwild_local.transcript import TranscriptWriter
+from ..engine import Generation, RunConfig
+from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from ..layout import WORKER_NAMES
+from ..transcript import TranscriptWriter
 
 from .answer import AnswerPanel
 from .blocks import BlockTexts

@@ -1,0 +1,196 @@
+"""Which llama.cpp library hogwild-local loads, and whether it runs on this machine.
+
+A native build can contain instructions that this CPU, or the VM around it, does not execute: ggml's
+AMX matmul killed every process with SIGILL on an AMX Xeon VM, with no message at all. So no process of
+ours loads a library in-process before a child process has run the self-test (``selftest.py``) on it.
+The verdict is kept per (library files, CPU) in the cache folder, so it costs a second once per library
+and machine; ``hogwild doctor`` runs it afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import platformdirs
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+# set in the self-test's child: it must load the library without waiting for its own verdict
+SELF_TEST_CHILD = "HOGWILD_SELF_TEST_CHILD"
+SELF_TEST_TIMEOUT_S = 300.0
+_LIB_SUFFIXES = (".so", ".dylib", ".dll")
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LibraryError(Exception):
+    """The llama.cpp library cannot be used here: one line saying why and what to run."""
+
+
+def cache_dir() -> Path:
+    """Folder holding the sdist, built wheels, build logs and self-test verdicts.
+
+    It is ``backend/`` under $HOGWILD_CACHE_DIR, or under the per-user cache folder of hogwild-local.
+    """
+    root = os.environ.get("HOGWILD_CACHE_DIR") or platformdirs.user_cache_dir("hogwild-local")
+    return Path(root) / "backend"
+
+
+def cpu_identity() -> str:
+    """Model name and instruction-set flags of this CPU, hashed: what a native build and a verdict are tied to."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+        text = "\n".join(dict.fromkeys(lines))  # every core repeats the same lines
+    except OSError:
+        text = platform.processor() or platform.machine()
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def installed_package_dir() -> Path | None:
+    """Folder of the installed llama_cpp package, found without importing it."""
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def library_dir(package_dir: Path) -> Path:
+    """Folder the libraries are loaded from: $LLAMA_CPP_LIB_PATH (llama-cpp-python honours it), else the package's lib/."""
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    return Path(override) if override else package_dir / "lib"
+
+
+def _is_library(name: str) -> bool:
+    return any(suffix in name for suffix in _LIB_SUFFIXES)
+
+
+def _fingerprint(files: Iterable[tuple[str, bytes]]) -> str | None:
+    digest, count = hashlib.sha256(), 0
+    for name, data in sorted(files):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+        count += 1
+    return digest.hexdigest()[:16] if count else None
+
+
+def fingerprint_dir(lib_dir: Path) -> str | None:
+    """Hash of the names and bytes of the shared libraries in ``lib_dir`` (None: there are none)."""
+    if not lib_dir.is_dir():
+        return None
+    return _fingerprint((p.name, p.read_bytes()) for p in lib_dir.iterdir() if p.is_file() and _is_library(p.name))
+
+
+def fingerprint_wheel(wheel: Path) -> str | None:
+    """The same hash over ``llama_cpp/lib/`` of a wheel: equal to the installed copy's fingerprint."""
+    with zipfile.ZipFile(wheel) as archive:
+        members = [m for m in archive.namelist() if m.startswith("llama_cpp/lib/") and _is_library(m)]
+        return _fingerprint((Path(m).name, archive.read(m)) for m in members)
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A self-test verdict: ``detail`` is one line (what was decoded, or how the child failed)."""
+
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def run_self_test(search_path: Sequence[Path] = (), lib_dir: Path | None = None,
+                  timeout: float = SELF_TEST_TIMEOUT_S) -> SelfTest:
+    """Run ``selftest.py`` in a child process and judge how it ended.
+
+    ``search_path`` goes first on the child's PYTHONPATH (an unpacked wheel to test before it is
+    installed); ``lib_dir`` becomes its LLAMA_CPP_LIB_PATH. A child killed by a signal, one that exits
+    non-zero or prints no verdict, and one that runs past ``timeout`` all fail.
+    """
+    env = {**os.environ, SELF_TEST_CHILD: "1"}
+    env.pop("HOGWILD_VERBOSE", None)
+    paths = [str(p) for p in search_path] + [str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    if lib_dir is not None:
+        env["LLAMA_CPP_LIB_PATH"] = str(lib_dir)
+    start = time.monotonic()
+    try:
+        child = subprocess.run([sys.executable, "-m", "hogwild_local.selftest"], env=env, capture_output=True,
+                               text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return SelfTest(False, f"the self-test did not finish in {timeout:.0f} s", time.monotonic() - start)
+    seconds = time.monotonic() - start
+    if child.returncode < 0:
+        number = -child.returncode
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        return SelfTest(False, f"the self-test was killed by {name} ({signal.strsignal(number)})", seconds)
+    lines = child.stdout.strip().splitlines()
+    try:
+        verdict = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        verdict = None
+    if child.returncode != 0 or not isinstance(verdict, dict):
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        return SelfTest(False, f"the self-test exited with status {child.returncode}: {last}", seconds)
+    return SelfTest(bool(verdict.get("ok")), str(verdict.get("detail", "")), seconds)
+
+
+def _verdict_path(fingerprint: str) -> Path:
+    return cache_dir() / "self-test" / f"{fingerprint}-{cpu_identity()}.json"
+
+
+def cached_verdict(fingerprint: str) -> SelfTest | None:
+    """The verdict kept for these library files on this CPU, if any."""
+    try:
+        return SelfTest(**json.loads(_verdict_path(fingerprint).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save_verdict(fingerprint: str, verdict: SelfTest) -> None:
+    """Keep ``verdict`` for these library files on this CPU (written whole, then renamed)."""
+    path = _verdict_path(fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(asdict(verdict)) + "\n")
+    partial.replace(path)
+
+
+def installed_verdict(refresh: bool = False) -> tuple[str, SelfTest] | None:
+    """(fingerprint, verdict) of the library `import llama_cpp` would load here, testing it if needed.
+
+    None when there is nothing to test (llama-cpp-python is not installed, or its lib folder is empty):
+    importing it then fails with its own message. ``refresh`` ignores a kept verdict.
+    """
+    package = installed_package_dir()
+    fingerprint = fingerprint_dir(library_dir(package)) if package else None
+    if fingerprint is None:
+        return None
+    verdict = None if refresh else cached_verdict(fingerprint)
+    if verdict is None:
+        verdict = run_self_test()  # the child inherits LLAMA_CPP_LIB_PATH, if set
+        save_verdict(fingerprint, verdict)
+    return fingerprint, verdict
+
+
+def failure_message(verdict: SelfTest) -> str:
+    """The one line a user sees when the library fails its self-test."""
+    return (f"the llama.cpp library fails its self-test on this CPU: {verdict.detail}; "
+            "rebuild it here with `hogwild build-backend --force` (or `--portable` if that fails too)")
+
+
+def require_working_library() -> None:
+    """Raise LibraryError unless the library about to be loaded passed its self-test on this CPU."""
+    if os.environ.get(SELF_TEST_CHILD):
+        return
+    tested = installed_verdict()
+    if tested is not None and not tested[1].ok:
+        raise LibraryError(failure_message(tested[1]))
