@@ -117,17 +117,19 @@ def patches_sha256(patches: Sequence[Path]) -> str:
 
 
 # ggml's AMX matmul (Intel Xeon 4th gen and later) is compiled in whenever the compiler targets an AMX CPU,
-# and its first tile instruction killed every process with SIGILL on an AMX Xeon VM (docs/backend.md,
-# "AMX"). Native builds keep every other instruction set of the build machine and leave AMX out.
+# and its first tile instruction killed every process with SIGILL on an AMX Xeon VM; where it runs it
+# speeds up prompts but slows Hogwild's passes of 1-4 tokens (docs/backend.md, "AMX"). Native builds keep
+# every other instruction set of the build machine and leave AMX out unless asked (--amx).
 NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
-def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
+def cmake_args(backend: str, cuda_arch: str, native: bool = False, amx: bool = False) -> str:
     """CMAKE_ARGS for a backend.
 
     The cpu build is tuned for this CPU when ``native`` (llama.cpp's own default, and the command's),
     else portable; the GPU builds keep llama.cpp's default of tuning their CPU code for the build
-    machine. Every build tuned for an x86-64 build machine leaves out ggml's AMX path (NO_AMX_FLAGS).
+    machine. Every build tuned for an x86-64 build machine leaves out ggml's AMX path (NO_AMX_FLAGS) unless
+    ``amx``.
     LLAVA_BUILD=OFF skips tools/mtmd, which hogwild does not use (and the bundle drops).
     """
     args = {
@@ -137,7 +139,7 @@ def cmake_args(backend: str, cuda_arch: str, native: bool = False) -> str:
         "vulkan": ["-DGGML_VULKAN=on"],
     }[backend]
     tuned_for_this_machine = native or backend != "cpu"
-    if tuned_for_this_machine and platform.machine().lower() in ("x86_64", "amd64"):
+    if tuned_for_this_machine and not amx and platform.machine().lower() in ("x86_64", "amd64"):
         args += [f'"-DCMAKE_C_FLAGS={NO_AMX_FLAGS}"', f'"-DCMAKE_CXX_FLAGS={NO_AMX_FLAGS}"']
     return " ".join(args + ["-DLLAVA_BUILD=OFF"])
 
@@ -166,7 +168,7 @@ class BuildKey:
 
 
 def make_build_key(
-    patches: Sequence[Path], backend: str, cuda_arch: str, native: bool = False
+    patches: Sequence[Path], backend: str, cuda_arch: str, native: bool = False, amx: bool = False
 ) -> BuildKey:
     """The key of the wheel these patches and options produce on this platform."""
     return BuildKey(
@@ -174,7 +176,7 @@ def make_build_key(
         patches_sha256=patches_sha256(patches),
         backend=backend,
         cuda_arch=cuda_arch if backend == "cuda" else None,
-        cmake_args=cmake_args(backend, cuda_arch, native),
+        cmake_args=cmake_args(backend, cuda_arch, native, amx),
         platform=f"{platform.system()}-{platform.machine()}",
         cpu=cpu_identity() if backend == "cpu" and native else None,
     )
@@ -543,7 +545,9 @@ def wheel_verdict(wheel: Path) -> SelfTest:
     return verdict
 
 
-def _failed_build_hint(key: BuildKey, log_path: Path) -> str:
+def _failed_build_hint(key: BuildKey, amx: bool, log_path: Path) -> str:
+    if amx:
+        return "build one without ggml's AMX path: the same command without --amx"
     if key.backend == "cpu" and key.cpu is not None:
         return "build one without this CPU's own instructions: hogwild build-backend --portable"
     return f"the build log is {log_path}; please report the failure with it"
@@ -551,7 +555,7 @@ def _failed_build_hint(key: BuildKey, log_path: Path) -> str:
 
 def build_backend(
     backend: str = "cpu", cuda_arch: str = "90", jobs: int | None = None,
-    force: bool = False, native: bool = False, sdist: Path | None = None,
+    force: bool = False, native: bool = False, sdist: Path | None = None, amx: bool = False,
 ) -> Path:
     """Make sure llama-cpp-python built with our patches for ``backend`` is installed and works here.
 
@@ -563,7 +567,7 @@ def build_backend(
     patches = list_patches(patches_from)
     if not patches:
         _say(f"Warning: no patches in {patches_from}; building stock llama.cpp.")
-    key = make_build_key(patches, backend, cuda_arch, native)
+    key = make_build_key(patches, backend, cuda_arch, native, amx)
     installed = installed_build_info()
     if not force and installed and installed.get("key") == key.digest:
         tested = installed_verdict()
@@ -599,7 +603,7 @@ def build_backend(
             verdict = wheel_verdict(built)
             if not verdict.ok:
                 raise _error(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor installed.",
-                             _failed_build_hint(key, log_path))
+                             _failed_build_hint(key, amx, log_path))
             wheel_dir = cache / "wheels" / key.digest
             shutil.rmtree(wheel_dir, ignore_errors=True)
             wheel_dir.mkdir()
@@ -690,6 +694,9 @@ def backend_status() -> dict[str, Any]:
               help="Parallel compile jobs  [default: all cores]")
 @click.option("--native/--portable", default=True, show_default=True,
               help="cpu backend: tune for this CPU (llama.cpp's default), or build a wheel that runs on any CPU of this architecture.")
+@click.option("--amx", is_flag=True,
+              help="x86-64: keep ggml's AMX matmul (Xeon 4th gen+): faster prompts, slower passes of 1-4 tokens; "
+                   "left out by default (docs/backend.md, \"AMX\"). The self-test refuses it where it crashes.")
 @click.option("--force", is_flag=True, help="Rebuild and reinstall even if up to date.")
 @click.option("--sdist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Build from this sdist or --bundle tarball instead of downloading.")
@@ -698,7 +705,7 @@ def backend_status() -> dict[str, Any]:
 @click.option("--print-lib-path", is_flag=True,
               help="Do not build: print the folder of the installed libllama.")
 def build_backend_command(
-    backend: str, cuda_arch: str, jobs: int | None, native: bool, force: bool,
+    backend: str, cuda_arch: str, jobs: int | None, native: bool, amx: bool, force: bool,
     sdist: Path | None, bundle_dir: Path | None, print_lib_path: bool,
 ) -> None:
     """Build llama-cpp-python 0.3.36 with hogwild's llama.cpp patches and install it."""
@@ -709,4 +716,4 @@ def build_backend_command(
     elif bundle_dir:
         write_bundle(bundle_dir, list_patches(patch_dir()), sdist)
     else:
-        build_backend(backend, cuda_arch, jobs, force, native, sdist)
+        build_backend(backend, cuda_arch, jobs, force, native, sdist, amx)

@@ -146,6 +146,7 @@ def test_builds_tuned_for_this_machine_leave_amx_out(tmp_path: Path) -> None:
         assert f"-DCMAKE_C_FLAGS={no_amx}" in flags(backend, native)
         assert f"-DCMAKE_CXX_FLAGS={no_amx}" in flags(backend, native)
     assert not any("amx" in flag for flag in flags("cpu", False))  # portable: GGML_AMX_* stay off by default
+    assert not any("amx" in flag for flag in shlex.split(bb.cmake_args("cpu", "90", True, amx=True)))  # --amx
 
 
 def test_patches_apply_in_name_order(tmp_path: Path) -> None:
