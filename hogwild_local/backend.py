@@ -11,11 +11,13 @@ from here because every call is checked before or after it is made.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +177,27 @@ def quantize_file(src: str | Path, dst: str | Path, quant: str, *, threads: int 
         raise BackendError(f"quantizing {Path(src).name} to {quant.upper()} failed" + (f": {detail}" if detail else ""))
 
 
+@contextlib.contextmanager
+def _interrupt_after_native_call() -> Iterator[None]:
+    """Hold Ctrl-C during a long native call and raise it when the call returns.
+
+    Python runs signal handlers only in Python code, and during a model load that is the log callback:
+    a KeyboardInterrupt raised there is swallowed by ctypes ("Exception ignored ...") and the load goes
+    on as if nothing happened.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 # --------------------------------------------------------------------------------------------------
 # native objects
 
@@ -248,7 +271,8 @@ class Model(NativeHandle):
                 raise BackendError(f"--tensor-split has {len(tensor_split)} values but this build supports {n_dev} devices")
             self._split = (ctypes.c_float * n_dev)(*tensor_split, *([0.0] * (n_dev - len(tensor_split))))
             params.tensor_split = self._split
-        self.ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        with _interrupt_after_native_call():
+            self.ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not self.ptr:
             detail = last_log_error()
             raise BackendError(f"llama.cpp could not load {path.name}" + (f": {detail}" if detail else ""))
@@ -386,7 +410,8 @@ class Context(NativeHandle):
         threads = n_threads or max(1, os.cpu_count() or 1)
         params.n_threads = threads
         params.n_threads_batch = threads
-        self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        with _interrupt_after_native_call():
+            self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             detail = last_log_error()
             raise BackendError("llama.cpp could not create a context" + (f": {detail}" if detail else ""))

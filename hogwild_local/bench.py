@@ -46,8 +46,8 @@ import click
 import numpy as np
 
 from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
-from hogwild_local.engine import enable_views, sync_views
-from hogwild_local.layout import Layout, LayoutKind
+from hogwild_local.engine import EngineError, check_model, enable_views, sync_views
+from hogwild_local.layout import MAX_WORKERS, Layout, LayoutKind
 from hogwild_local.synthetic import SHAPES, Log, synthetic_model
 
 HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
@@ -493,6 +493,13 @@ def _int_list(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
     return out
 
 
+def _worker_list(ctx, param, value: str) -> tuple[int, ...]:
+    workers = _int_list(ctx, param, value)
+    if max(workers) > MAX_WORKERS:
+        raise click.BadParameter(f"at most {MAX_WORKERS} workers (one name each), got {max(workers)}")
+    return workers
+
+
 def _load() -> float | None:
     """The 1-minute load average (None where the OS has none): CPU timings mean little on a busy machine."""
     try:
@@ -515,12 +522,13 @@ def _command_line() -> str:
 
 
 @click.command("bench")
-@click.option("--model", "model_spec", metavar="SPEC", help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
+@click.option("--model", "-m", "model_spec", metavar="SPEC", help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
 @click.option("--synthetic", type=click.Choice(sorted(SHAPES)), help="Benchmark a random-weight model of this shape.")
 @click.option("--layers", type=int, help="Synthetic only: fewer layers than the real model.")
 @click.option("--quant", default="Q4_K_M", show_default=True, help="Synthetic only: quantization (f16 keeps the f16 file).")
 @click.option("--quantize-bin", type=click.Path(exists=True, dir_okay=False), help="llama-quantize binary (default: on PATH, else libllama's quantizer).")
-@click.option("--workers", default="1,2,4,8", show_default=True, callback=_int_list, help="Worker counts W.")
+@click.option("--workers", default="1,2,4,8", show_default=True, callback=_worker_list,
+              help=f"Worker counts W (1-{MAX_WORKERS}).")
 @click.option("--contexts", callback=_int_list, help="Cells in the cache while timing [default: 1024,2048,4096 on CPU, and 8192 with GPU offload].")
 @click.option("--passes", default=16, show_default=True, type=click.IntRange(1), help="Timed passes per point.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed passes first.")
@@ -571,6 +579,7 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
         model = Model(path, n_gpu_layers=gpu_layers)
         log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
         try:
+            check_model(model)  # the engine's refusals (recurrent memory, M-RoPE, sliding window) apply here too
             facts = model_facts(model)
             rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
                              gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
@@ -578,7 +587,7 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
                              rounds=rounds, log=log, model=model)
         finally:
             model.close()
-    except (BackendError, ModelError) as err:
+    except (BackendError, ModelError, EngineError) as err:
         raise click.ClickException(str(err)) from None
 
     meta = {

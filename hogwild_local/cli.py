@@ -16,13 +16,10 @@ import click
 
 from .layout import WORKER_NAMES
 
+# why a run ended (AnswerEvent.reason), as the terminal says it
+END_REASONS = {"answer": "a worker wrote an answer", "budget": "budget used", "eos": "every worker stopped",
+               "context_full": "the context is full (use a larger --ctx)", "stopped": "stopped by you"}
 COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
-
-SAMPLE_PROBLEM = (
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-    "How many clips did Natalia sell altogether in April and May?"
-)
-
 
 def generation_options(func):
     """The options shared by `run`, `tui` and `eval`: model, workers, method, sampling, runtime."""
@@ -38,11 +35,14 @@ def generation_options(func):
                      show_default=True, help="How workers see each other (hogwild method)."),
         click.option("--budget", "-b", type=click.IntRange(1), default=512, show_default=True,
                      help="Forward passes (each writes one token per worker)."),
-        click.option("--temperature", "-t", type=float, default=0.6, show_default=True, help="0 = greedy."),
-        click.option("--top-k", type=int, default=40, show_default=True),
-        click.option("--top-p", type=float, default=0.95, show_default=True),
-        click.option("--min-p", type=float, default=0.05, show_default=True),
-        click.option("--repeat-penalty", type=float, default=1.0, show_default=True),
+        click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.6, show_default=True,
+                     help="0 = greedy."),
+        click.option("--top-k", type=click.IntRange(min=0), default=40, show_default=True, help="0 = off."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+                     help="1 = off."),
+        click.option("--min-p", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="0 = off."),
+        click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="1 = off."),
         click.option("--dry", "dry_multiplier", type=click.FloatRange(0), default=0.0, show_default=True,
                      help="DRY penalty strength (0.8 is usual; 0 = off): discourages repeating a run of tokens "
                           "from the text the worker sees, other workers' steps included."),
@@ -75,9 +75,17 @@ def generation_options(func):
 
 
 def make_config(opts: dict):
-    """RunConfig from the shared options."""
+    """RunConfig from the shared options (`--method single` with an explicit `-w` above 1 is a usage error)."""
     from .backend import SamplingParams
     from .engine import RunConfig
+
+    if opts["method"] == "single":
+        ctx = click.get_current_context(silent=True)
+        source = ctx.get_parameter_source("workers") if ctx else None
+        explicit = source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        if opts["workers"] > 1 and explicit:
+            raise click.UsageError("--method single runs one worker; leave out --workers")
+        opts = {**opts, "workers": 1}  # recorded as run, not as the default of -w
 
     sampling = SamplingParams(temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
                               min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"],
@@ -187,36 +195,44 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     from .events import to_dict
     from .transcript import TranscriptWriter
 
-    if problem == "-":
-        problem = sys.stdin.read()
-    if not problem or not problem.strip():
-        raise click.UsageError("give a PROBLEM (or '-' to read it from stdin)")
+    problem = read_problem(problem)
     config = make_config(opts)
+    writer = None
+    if transcript:  # before the model loads: a path that cannot be written fails at once
+        try:
+            writer = TranscriptWriter(transcript, {"problem": problem})
+        except OSError as err:
+            raise click.ClickException(f"cannot write the transcript {transcript}: {err.strerror or err}") from None
     try:
         model = load_model(opts)
     except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
         sys.exit(130)
-    writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
     printer = Printer(colour=not no_color and sys.stdout.isatty())
-    interrupted, speed = False, 0.0
+    stopped_by: int | None = None  # the first SIGINT or SIGTERM: stop after this pass, still answer
+    transcript_lost = False
+    speed = 0.0
     try:
         gen = Generation(model, problem, config)
 
-        def on_ctrl_c(signum: int, frame: object) -> None:
-            # the first Ctrl-C asks the engine to stop after this pass (the finisher still writes an
-            # answer); raising inside the generator would kill it, so only the second one raises
-            nonlocal interrupted
-            if interrupted:
+        def on_stop_signal(signum: int, frame: object) -> None:
+            # raising inside the generator would kill it, so only the second signal raises
+            nonlocal stopped_by
+            if stopped_by is not None:
                 raise KeyboardInterrupt
-            interrupted = True
+            stopped_by = signum
             gen.stop()
             click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
 
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for event in gen.events():
                 if writer:
-                    writer.write(event)
+                    try:
+                        writer.write(event)
+                    except OSError as err:  # the run goes on; its answer matters more than the file
+                        click.echo(f"Error: the transcript {transcript} is no longer written: "
+                                   f"{err.strerror or err}", err=True)
+                        writer, transcript_lost = None, True
                 if as_json:
                     click.echo(json.dumps(to_dict(event), ensure_ascii=False))
                     sys.stdout.flush()  # one line per event, as it happens, also into a pipe
@@ -232,22 +248,47 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                     speed = event.tokens_per_s
                 elif event.type == "answer":
                     printer.flush()
-                    why = {"answer": "a worker wrote an answer", "budget": "budget used",
-                           "eos": "every worker stopped", "context_full": "the context is full (use a larger --ctx)",
-                           "stopped": "stopped by you"}[event.reason]
-                    click.echo(f"\n\nFinal answer: {click.style(str(event.answer), bold=True) if printer.colour else event.answer}")
-                    click.echo(f"({why}; {event.passes} passes, {event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+                    answer = "no answer" if event.answer is None else event.answer
+                    click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
+                    click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
+                               f"{event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     except (EngineError, BackendError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
-        interrupted = True
+        stopped_by = stopped_by or signal.SIGINT
     finally:
         if writer:
-            writer.close()
-    if interrupted:
-        sys.exit(130)
+            try:
+                writer.close()
+            except OSError:
+                transcript_lost = True
+    if stopped_by is not None:
+        sys.exit(128 + stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a killed command
+    if transcript_lost:
+        sys.exit(1)
+
+
+def read_problem(problem: str | None) -> str:
+    """PROBLEM as typed, or stdin for '-'. Text that is not UTF-8 is a usage error, never a traceback later."""
+    if problem == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            problem = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise click.UsageError(f"the problem on stdin is not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                                   f"{err.start})") from None
+    elif problem is not None:
+        try:
+            problem.encode("utf-8")
+        except UnicodeEncodeError as err:  # argv bytes that are not UTF-8 arrive as lone surrogates
+            byte = ord(problem[err.start]) - 0xDC00
+            raise click.UsageError(f"PROBLEM is not UTF-8 text (byte {byte:#04x} at character {err.start})") from None
+    if not problem or not problem.strip():
+        raise click.UsageError("give a PROBLEM (or '-' to read it from stdin)")
+    return problem
 
 
 @main.command()
@@ -265,6 +306,8 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
     from .library import LibraryError, require_working_library
     from .tui.app import run_tui
 
+    if problem is not None:
+        problem = read_problem(problem)
     try:
         require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
     except LibraryError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -89,6 +90,15 @@ def test_problem_from_stdin_and_plain_output(smollm2_path):
         (["run", "x", "-m", "/does/not/exist.gguf"], 1, "Error: model file not found: /does/not/exist.gguf"),
         (["run", "x", "--workers", "9"], 2, "9 is not in the range 1<=x<=8"),
         (["run"], 2, "give a PROBLEM"),
+        (["run", "x", "--temperature", "-1"], 2, "-1.0 is not in the range x>=0"),
+        (["run", "x", "--top-p", "2"], 2, "2.0 is not in the range 0<x<=1"),
+        (["run", "x", "--top-k", "-5"], 2, "-5 is not in the range x>=0"),
+        (["run", "x", "--repeat-penalty", "0"], 2, "0.0 is not in the range x>0"),
+        (["run", "x", "--min-p", "1.5"], 2, "1.5 is not in the range 0<=x<=1"),
+        (["run", "x", "--method", "single", "-w", "3"], 2, "--method single runs one worker; leave out --workers"),
+        (["bench", "--workers", "9"], 2, "at most 8 workers (one name each), got 9"),
+        (["run", "x", "--transcript", "/proc/x.jsonl"], 1, "Error: cannot write the transcript /proc/x.jsonl"),
+        (["run", "x", "--transcript", "/dev/full"], 1, "Error: cannot write the transcript /dev/full"),
     ],
 )
 def test_errors_are_one_line(args, code, message):
@@ -96,6 +106,73 @@ def test_errors_are_one_line(args, code, message):
     assert out.returncode == code
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_problem_that_is_not_utf8_is_a_usage_error(smollm2_path):
+    argv = subprocess.run([*HOGWILD, "run", b"What is 2+2? \xff".decode("utf-8", "surrogateescape"), "-m", smollm2_path],
+                          capture_output=True, text=True)
+    assert argv.returncode == 2 and "Traceback" not in argv.stderr
+    assert "PROBLEM is not UTF-8 text (byte 0xff at character 13)" in argv.stderr
+    stdin = subprocess.run([*HOGWILD, "run", "-", "-m", smollm2_path], input=b"caf\xe9?", capture_output=True)
+    assert stdin.returncode == 2 and b"Traceback" not in stdin.stderr
+    assert b"the problem on stdin is not UTF-8 text (byte 0xe9 at offset 3)" in stdin.stderr
+
+
+def test_single_method_records_one_worker(smollm2_path):
+    out = hogwild("run", "What is 2+2?", "-m", smollm2_path, "--method", "single", "-b", "2", "--threads", "2",
+                  "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0])["config"]["workers"] == 1
+
+
+def test_bench_refuses_what_the_engine_refuses(tmp_path):
+    from tiny_gguf import write_tiny_mamba
+
+    out = hogwild("bench", "-m", str(write_tiny_mamba(tmp_path / "mamba.gguf")), "--workers", "1", "--passes", "2")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().endswith("Error: mamba: recurrent or hybrid memory cannot share a KV cache between workers")
+
+
+def test_ctrl_c_while_the_model_loads_quits(smollm2_path):
+    """A SIGINT that lands in llama.cpp's log callback during the load must not be swallowed by ctypes."""
+    proc = subprocess.Popen([*HOGWILD, "run", "What is 2+2?", "-m", smollm2_path, "-b", "64", "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HOGWILD_VERBOSE": "1"})
+    for line in proc.stderr:  # the loader logs as it goes: interrupt in the middle of it
+        if "llama_model_loader" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Final answer" not in out and "Exception ignored" not in err
+
+
+def test_sigterm_stops_like_ctrl_c_with_an_answer(smollm2_path):
+    proc = subprocess.Popen([*HOGWILD, "run", "Count to one thousand.", "-m", smollm2_path, "-b", "5000",
+                             "--threads", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "stats" and event["pass"] >= 3:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    answer = json.loads(rest.strip().splitlines()[-1])
+    assert answer["type"] == "answer" and answer["reason"] == "stopped"
+
+
+def test_a_transcript_that_fails_mid_run_is_one_line_and_the_answer_still_comes(smollm2_path, tmp_path):
+    """RLIMIT_FSIZE makes writes past 6 kB fail (EFBIG; Python ignores SIGXFSZ), like a disk that fills up."""
+    import resource
+
+    transcript = tmp_path / "t.jsonl"
+    out = subprocess.run([*HOGWILD, "run", "Count to one hundred.", "-m", smollm2_path, "-b", "60", "--threads", "2",
+                          "--no-color", "--transcript", str(transcript)], capture_output=True, text=True,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000)))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: the transcript {transcript} is no longer written: File too large"]
+    assert "Final answer:" in out.stdout
 
 
 def test_corrupt_gguf(tmp_path):

@@ -202,3 +202,50 @@ def write_vocab_only(source: str | Path, path: str | Path) -> Path:
     writer.write_kv_data_to_file()
     writer.close()
     return Path(path)
+
+
+def write_tiny_mamba(path: str | Path, *, n_vocab: int = 64, n_embd: int = 32, n_layer: int = 2) -> Path:
+    """Write a random f32 GGUF of llama.cpp's ``mamba`` architecture (recurrent memory, no RoPE) to ``path``.
+
+    Only for refusals: it loads in llama.cpp, and a shared KV cache cannot serve it. Shapes follow
+    llama.cpp's mamba loader (an inner size of twice the embedding, as it requires).
+    """
+    d_inner, d_state, d_conv, dt_rank = 2 * n_embd, 4, 4, 2
+    rng = np.random.default_rng(0)
+
+    def tensor(*shape: int) -> np.ndarray:  # numpy shape = ggml ne reversed
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    tensors = {"token_embd.weight": tensor(n_vocab, n_embd), "output_norm.weight": np.ones(n_embd, np.float32),
+               "output.weight": tensor(n_vocab, n_embd)}
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        tensors |= {
+            p + "attn_norm.weight": np.ones(n_embd, np.float32), p + "ssm_in.weight": tensor(2 * d_inner, n_embd),
+            p + "ssm_conv1d.weight": tensor(d_inner, d_conv), p + "ssm_conv1d.bias": tensor(d_inner),
+            p + "ssm_x.weight": tensor(dt_rank + 2 * d_state, d_inner), p + "ssm_dt.weight": tensor(d_inner, dt_rank),
+            p + "ssm_dt.bias": tensor(d_inner), p + "ssm_a": -np.abs(tensor(d_inner, d_state)),
+            p + "ssm_d": tensor(d_inner), p + "ssm_out.weight": tensor(n_embd, d_inner),
+        }
+    writer = gguf.GGUFWriter(str(path), "mamba")
+    writer.add_name("tiny-mamba")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_context_length(4096)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(0)
+    writer.add_head_count(0)
+    writer.add_layer_norm_rms_eps(RMS_EPS)
+    writer.add_ssm_conv_kernel(d_conv)
+    writer.add_ssm_inner_size(d_inner)
+    writer.add_ssm_state_size(d_state)
+    writer.add_ssm_time_step_rank(dt_rank)
+    writer.add_vocab_size(n_vocab)
+    writer.add_tokenizer_model("no_vocab")
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
