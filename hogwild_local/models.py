@@ -15,10 +15,12 @@ import hashlib
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -315,6 +317,17 @@ def pull(entry: ModelEntry, *, progress: bool = True) -> Path:
     return target
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds (name lookup included)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _resolve_hf(spec: str) -> Path:
     """Download ``hf:OWNER/REPO/FILE`` into the Hugging Face cache and return the local file."""
     pieces = spec[len("hf:"):].split("/", 2)
@@ -322,12 +335,19 @@ def _resolve_hf(spec: str) -> Path:
         raise ModelError(f"bad Hugging Face spec '{spec}'; expected hf:OWNER/REPO/FILE.gguf")
     owner, repo, filename = pieces
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
         from huggingface_hub.errors import LocalEntryNotFoundError
     except ImportError:
         raise ModelError(f"'{spec}' needs the huggingface_hub package; try: pip install huggingface_hub") from None
     try:
-        local = hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename, etag_timeout=10)
+        cached = try_to_load_from_cache(f"{owner}/{repo}", filename)
+        if isinstance(cached, str):
+            local = cached
+        elif not constants.HF_HUB_OFFLINE and not _reachable(constants.ENDPOINT):
+            # huggingface_hub retries an unreachable host for about 24 s, a log line per try
+            raise LocalEntryNotFoundError(f"{constants.ENDPOINT} is unreachable")
+        else:
+            local = hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename, etag_timeout=10)
     except LocalEntryNotFoundError:
         raise ModelError(
             f"cannot download '{spec}': the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set) "
@@ -361,7 +381,12 @@ def resolve_model(spec: str | None, *, progress: bool = True) -> Path:
                 raise
             check_gguf_header(path)
             return path.resolve()
-    return installed(entry) or pull(entry, progress=progress)
+    path = installed(entry)
+    if path is None and _model_path(entry).is_file():  # say why the model is assembled again
+        size = _model_path(entry).stat().st_size
+        print(f"{entry.name}: the cached file {_model_path(entry)} is damaged ({size} bytes, expected "
+              f"{entry.size_bytes}); assembling it again", file=sys.stderr)
+    return path or pull(entry, progress=progress)
 
 
 def _human_size(size: int) -> str:
@@ -417,10 +442,10 @@ def list_command(as_json: bool) -> None:
                          "path": str(path) if path else None})
         click.echo(json.dumps(rows, indent=2))
         return
-    table = [("NAME", "ARCH", "QUANT", "SIZE", "INSTALLED", "DEFAULT")]
+    table = [("NAME", "ALIASES", "ARCH", "QUANT", "SIZE", "INSTALLED", "DEFAULT")]
     for entry in entries:
         table.append((
-            entry.name, entry.architecture, entry.quant, _human_size(entry.size_bytes),
+            entry.name, ", ".join(entry.aliases), entry.architecture, entry.quant, _human_size(entry.size_bytes),
             "yes" if installed(entry) else "no", "*" if entry.default else "",
         ))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -432,7 +457,7 @@ def list_command(as_json: bool) -> None:
 @models_group.command("pull")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Assemble again even if the model is already installed.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (there are none unless stderr is a terminal).")
 def pull_command(name: str, force: bool, quiet: bool) -> None:
     """Download, assemble and check model NAME.
 
@@ -449,7 +474,7 @@ def pull_command(name: str, force: bool, quiet: bool) -> None:
         click.echo(f"{entry.name} is already installed: {path}")
         return
     try:
-        path = pull(entry, progress=not quiet)
+        path = pull(entry, progress=not quiet and sys.stderr.isatty())
     except ModelError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{entry.name}: {path} (sha256 ok)")
@@ -457,7 +482,7 @@ def pull_command(name: str, force: bool, quiet: bool) -> None:
 
 @models_group.command("verify")
 @click.argument("name", required=False)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (there are none unless stderr is a terminal).")
 def verify_command(name: str | None, quiet: bool) -> None:
     """Re-hash installed models (or only NAME) against the manifest.
 
@@ -475,7 +500,7 @@ def verify_command(name: str | None, quiet: bool) -> None:
             return
         bad = []
         for entry in entries:
-            ok = verify(entry, progress=not quiet)
+            ok = verify(entry, progress=not quiet and sys.stderr.isatty())  # no bars in a pipe or a log
             click.echo(f"{'ok' if ok else 'MISMATCH':9}{entry.name}")
             if not ok:
                 bad.append(entry.name)

