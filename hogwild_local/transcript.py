@@ -237,7 +237,7 @@ def _render_run(records: list[dict], numbering: str) -> list[str]:
         out += _unfinished(current, "## Steps in flight when the transcript ends\n")
         where = "before generation began" if budget is None else f"after pass {last_pass} of {budget}"
         out.append(f"## This run did not finish\n\nThe transcript ends {where}, with no answer: the run was "
-                   "killed or crashed (or is still being written).\n")
+                   "killed or failed (or is still being written).\n")
     return out
 
 

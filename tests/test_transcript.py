@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -89,7 +88,7 @@ def test_sigkilled_run_shows_its_steps_in_flight(smollm2_path, tmp_path):
     assert left and all(f"{text} *(unfinished)*" in shown.stdout for text in left.values())
     assert shown.stdout.rstrip().endswith(
         f"## This run did not finish\n\nThe transcript ends after pass {last_pass} of 200, with no answer: "
-        "the run was killed or crashed (or is still being written).")
+        "the run was killed or failed (or is still being written).")
 
 
 HOLDER = textwrap.dedent("""
