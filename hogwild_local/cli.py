@@ -193,16 +193,14 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     from .backend import BackendError
     from .engine import EngineError, Generation
     from .events import to_dict
-    from .transcript import TranscriptWriter
+    from .transcript import TranscriptError, TranscriptWriter
 
     problem = read_problem(problem)
     config = make_config(opts)
-    writer = None
-    if transcript:  # before the model loads: a path that cannot be written fails at once
-        try:
-            writer = TranscriptWriter(transcript, {"problem": problem})
-        except OSError as err:
-            raise click.ClickException(f"cannot write the transcript {transcript}: {err.strerror or err}") from None
+    try:  # before the model loads: an unwritable path, or one another run holds, fails at once
+        writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
+    except TranscriptError as err:
+        raise click.ClickException(str(err)) from None
     try:
         model = load_model(opts)
     except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
@@ -229,9 +227,8 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                 if writer:
                     try:
                         writer.write(event)
-                    except OSError as err:  # the run goes on; its answer matters more than the file
-                        click.echo(f"Error: the transcript {transcript} is no longer written: "
-                                   f"{err.strerror or err}", err=True)
+                    except TranscriptError as err:  # said once (the writer has closed itself); the answer matters more
+                        click.echo(f"Error: {err}", err=True)
                         writer, transcript_lost = None, True
                 if as_json:
                     click.echo(json.dumps(to_dict(event), ensure_ascii=False))
@@ -261,10 +258,7 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
         stopped_by = stopped_by or signal.SIGINT
     finally:
         if writer:
-            try:
-                writer.close()
-            except OSError:
-                transcript_lost = True
+            writer.close()
     if stopped_by is not None:
         sys.exit(128 + stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a killed command
     if transcript_lost:
