@@ -8,8 +8,16 @@ cairosvg is installed, as PNG.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import json
 import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +28,7 @@ from textual.widgets import Button, Input, Select
 
 from hogwild_local.backend import SamplingParams
 from hogwild_local.engine import RunConfig
-from hogwild_local.events import CutEvent, StepEvent, TokenEvent
+from hogwild_local.events import AnswerEvent, CutEvent, StepEvent, TokenEvent
 from hogwild_local.layout import LayoutKind
 from hogwild_local.tui.answer import REASONS, AnswerPanel
 from hogwild_local.tui.app import SAMPLE_PROBLEM, HogwildApp
@@ -38,7 +46,10 @@ MODEL = "smollm2-135m"
 CONFIG = RunConfig(workers=2, budget=48, threads=2, n_ctx=2048, sampling=SamplingParams(seed=1))
 PROBLEM = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
            "How many clips did Natalia sell altogether in April and May?")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+SMALL_CTX = dataclasses.replace(CONFIG, n_ctx=512)  # the issue's --ctx 512: the prompt leaves ~300 cells
+LONG_HINT = ("Check the numbers again: 48 clips in April, half as many in May, then add both months. " * 14)[:1200]
 TIMEOUT_S = 120.0  # generous: the machine may be shared; a quiet run needs a few seconds
 
 
@@ -128,6 +139,13 @@ def test_session_start_pause_view_hint_stop_save(tmp_path: Path) -> None:
             await wait_until(pilot, lambda: answer.reason != "", "the final answer")
             assert answer.reason in REASONS and answer.display
             await wait_until(pilot, app.run_done.is_set, "the inference thread to end")
+
+            # save: a path that cannot be expanded is a notification, not a crash
+            await pilot.press("w")
+            app.screen.query_one(Input).value = "~no-such-user-hogwild/run.jsonl"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: any("cannot write" in n.message for n in app._notifications),
+                             "the save error")
 
             # save: the events so far as JSON lines
             path = tmp_path / "run.jsonl"
@@ -241,3 +259,207 @@ def test_block_texts_follow_cuts(kind: LayoutKind) -> None:
     assert texts.steps["Bob"] == earlier + "**Bob [2]:** 8\n\n"
     texts.add(CutEvent("Bob", "", 4, "repeat"))
     assert texts.steps["Bob"] == earlier
+
+
+def note_tokens(app: HogwildApp, text: str) -> int:
+    """Tokens a hint takes in the cache, counted on the note as the engine writes it."""
+    return len(app.generation.model.tokenize(f"**User:** {text}\n\n"))
+
+
+def hint_of(app: HogwildApp, tokens: int) -> str:
+    """A hint that takes ``tokens`` tokens in the cache (or one more)."""
+    text = "yes"
+    while note_tokens(app, text) < tokens:
+        text += " yes"
+    return text
+
+
+def error_messages(app: HogwildApp) -> list[str]:
+    return [n.message for n in app._notifications if n.severity == "error"]
+
+
+def test_hint_that_does_not_fit_is_refused_and_the_run_ends_with_an_answer() -> None:
+    """At --ctx 512: a 1,200-character hint (more than the common block holds), and one that fits the layout
+    but would leave the finisher no cells, are refused with how much fits; a short one joins; the run answers."""
+    app = HogwildApp(MODEL, PROBLEM, SMALL_CTX)
+
+    async def session() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_until(pilot, lambda: app.stats is not None and app.stats.pass_ >= 2, "a few passes")
+            await pilot.press("p")
+            await pilot.pause(0.3)  # the pass under way ends: the layout holds still
+            layout = app.generation.layout
+            common_room = layout.common.capacity - layout.common.length
+            assert note_tokens(app, LONG_HINT) > common_room  # the issue's LayoutFull
+            # fits the common block and the cache, but leaves 5 cells: the finisher's prompt would not fit
+            cache_filler = hint_of(app, SMALL_CTX.n_ctx - layout.live_cells() - 5)
+            assert note_tokens(app, cache_filler) <= common_room
+
+            for n, text in enumerate([LONG_HINT, cache_filler], start=1):
+                await pilot.press("i")
+                app.screen.query_one(Input).value = text
+                await pilot.press("enter")
+                await wait_until(pilot, lambda n=n: len(error_messages(app)) == n, "the refusal", timeout=10)
+                assert isinstance(app.screen, TextDialog)  # kept open with the text, to be shortened
+                assert app.screen.query_one(Input).value == text
+                message = error_messages(app)[-1]
+                assert "\n" not in message and "does not fit" in message and "fit in the free context" in message
+                await pilot.press("escape")
+
+            await pilot.press("i")
+            app.screen.query_one(Input).value = "Half of 48 is 24."
+            await pilot.press("enter")
+            assert not isinstance(app.screen, TextDialog)
+            await pilot.press("p")
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the answer")
+            assert app.query_one(AnswerPanel).reason in REASONS
+            assert ("User", "Half of 48 is 24.") in app.query_one(HistoryPane).entries
+
+    asyncio.run(session())
+    assert app.release()
+
+
+def test_engine_error_fails_the_run_and_the_app_stays_up() -> None:
+    """A note sent past the dialog's check (the engine raises LayoutFull today): the run ends, the app lives on
+    and starts the next run."""
+    app = HogwildApp(MODEL, PROBLEM, SMALL_CTX)
+
+    async def session() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_until(pilot, lambda: app.stats is not None and app.stats.pass_ >= 1, "the first pass")
+            app.generation.add_note(LONG_HINT)
+            await wait_until(pilot, lambda: app.run_done.is_set() and app.phase in ("failed", "done"), "the end")
+            if app.phase == "failed":
+                await wait_until(pilot, lambda: error_messages(app), "the error notification", timeout=10)
+                message = error_messages(app)[-1]
+                assert "\n" not in message and "full" in message and message in app.query_one(StatusBar).plain
+            else:  # an engine that ends such a run with the finisher's answer
+                assert app.query_one(AnswerPanel).reason in REASONS
+
+            await pilot.press("s")
+            await wait_until(pilot, lambda: app.stats is not None and app.stats.pass_ >= 2, "the next run")
+            await pilot.press("x")
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "its answer")
+
+    asyncio.run(session())
+    assert app.release()
+
+
+def test_status_bar_and_answer_agree_on_the_time_after_a_pause() -> None:
+    """Paused for a while, then stopped: the status bar ends at the answer's elapsed time (the pause counts in both)."""
+    app = HogwildApp(MODEL, PROBLEM, CONFIG)
+
+    async def session() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_until(pilot, lambda: app.stats is not None and app.stats.pass_ >= 2, "a few passes")
+            await pilot.press("p")
+            await pilot.pause(1.5)
+            await pilot.press("x")
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the answer")
+            await pilot.pause(0.1)
+            answer = next(e for e in app.events if isinstance(e, AnswerEvent))
+            shown = f"{answer.elapsed_s:.1f} s"
+            assert shown in str(app.query_one(AnswerPanel).content) and shown in app.query_one(StatusBar).plain
+
+    asyncio.run(session())
+    assert app.release()
+
+
+def test_new_run_resets_the_history_title() -> None:
+    """The History title counts the current run's entries: a new run starts at none."""
+    app = HogwildApp(MODEL, PROBLEM, CONFIG)
+
+    async def session() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            history = app.query_one(HistoryPane)
+            await wait_until(pilot, lambda: app.generation is not None and app.generation.layout is not None,
+                             "the run")
+            await pilot.press("i")
+            app.screen.query_one(Input).value = "Half of 48 is 24."
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: history.entries, "the hint in the history")
+            await pilot.press("x")
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the answer")
+            assert history.border_title == f"History ({len(history.entries)})"
+            await pilot.press("s")
+            assert history.border_title == "History" and not history.entries
+            await pilot.press("x")
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the second answer")
+
+    asyncio.run(session())
+    assert app.release()
+
+
+# what Textual writes when it leaves the terminal on a normal quit: mouse tracking off, bracketed paste off,
+# the normal screen back, the cursor shown (the "q" case checks that this list is still what it writes)
+RESTORE = ("\x1b[?1000l", "\x1b[?1003l", "\x1b[?1006l", "\x1b[?2004l", "\x1b[?1049l", "\x1b[?25h")
+# a bug inside the app, injected in a child process: an exception in a key handler
+CRASHING_APP = """
+import sys
+from hogwild_local.cli import main
+from hogwild_local.tui import app
+
+
+class Crashing(app.HogwildApp):
+    def action_settings(self) -> None:
+        raise RuntimeError("injected fault")
+
+
+app.HogwildApp = Crashing
+main(sys.argv[1:])
+"""
+
+
+def run_in_pty(argv: list[str], act: Callable[[int, subprocess.Popen], None]) -> tuple[int, str, list]:
+    """Run ``argv`` on a 100x30 pseudo-terminal; once its screen shows a running run, ``act(master, process)``;
+    returns the exit status, everything written to the terminal, and its termios attributes afterwards."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color"}
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                               start_new_session=True)
+    os.close(slave)
+    output, acted = bytearray(), False
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if not acted and b"running" in output:
+                act(master, process)
+                acted = True
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                output += data
+        assert acted, f"the app never showed a running run: {bytes(output[-2000:])!r}"
+        status = process.wait(timeout=TIMEOUT_S)
+        return status, output.decode("utf-8", "replace"), termios.tcgetattr(master)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+
+@pytest.mark.parametrize(("how", "status"), [("q", 0), ("SIGTERM", 143), ("SIGINT", 130), ("crash", 1)])
+def test_every_exit_restores_the_terminal(how: str, status: int) -> None:
+    """hogwild tui on a real pseudo-terminal, ended by q, SIGTERM, SIGINT or an exception inside the app: the
+    terminal is restored after the last switch to the alternate screen, and the exit status says how it ended."""
+    args = ["tui", PROBLEM, "-m", MODEL, "-w", "2", "--budget", "2000", "--threads", "2"]
+    argv = [sys.executable, "-c", CRASHING_APP, *args] if how == "crash" else [sys.executable, "-m", "hogwild_local",
+                                                                               *args]
+
+    def act(master: int, process: subprocess.Popen) -> None:
+        if how.startswith("SIG"):
+            process.send_signal(getattr(signal, how))
+        else:
+            os.write(master, b"o" if how == "crash" else b"q")
+
+    code, output, attrs = run_in_pty(argv, act)
+    assert code == status, output[-2000:]
+    after = output[output.rindex("\x1b[?1049h"):]
+    assert [seq for seq in RESTORE if seq not in after] == []
+    assert attrs[3] & termios.ECHO and attrs[3] & termios.ICANON  # line mode and echo are back

@@ -8,8 +8,11 @@ block texts, phase); widgets only show what they are given.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import queue
+import signal
 import threading
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ from textual.widgets import Footer, Header
 
 from ..engine import Generation, RunConfig
 from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
-from ..layout import WORKER_NAMES
+from ..layout import WORKER_NAMES, Layout
 from ..transcript import TranscriptWriter
 
 from .answer import AnswerPanel
@@ -41,6 +44,10 @@ SAMPLE_PROBLEM = (
 TICK_S = 1 / 25  # how often the queue is drained into the widgets
 MAX_RECORDS_PER_TICK = 5000  # keeps one tick short even after a burst
 ACTIVE_PHASES = ("loading", "running", "paused", "stopping")
+# per worker: what the pass under way may still write before a hint is applied (a step header and the
+# self-check question), so a hint checked against the layout a moment ago still fits when it is written
+PASS_MARGIN_TOKENS = 32
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class HogwildApp(App[int]):
@@ -79,10 +86,13 @@ class HogwildApp(App[int]):
         self.texts: BlockTexts | None = None
         self.run_config = config  # the configuration of the current run (settings apply to the next)
         self.cancel = threading.Event()
+        self.abandon = threading.Event()
         self.run_done = threading.Event()
         self.run_done.set()
         self.stats: StatsEvent | None = None
+        self.shown_stats: StatsEvent | None = None  # the stats on screen: a message shown since is not overwritten
         self.start_after_run = False
+        self.queued_hints: list[int] = []  # tokens of each hint sent to the engine but not yet in the history
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◇")
@@ -112,15 +122,16 @@ class HogwildApp(App[int]):
     async def begin_run(self) -> None:
         """Reset the panes and start a run of the current problem and settings in a thread."""
         cfg, self.run_config, self.run_problem = self.config, self.config, self.problem
-        self.events, self.generation, self.texts, self.stats = [], None, None, None
-        self.cancel, self.run_done = threading.Event(), threading.Event()
+        self.events, self.generation, self.texts, self.stats, self.queued_hints = [], None, None, None, []
+        self.cancel, self.abandon, self.run_done = threading.Event(), threading.Event(), threading.Event()
         await self.query_one(WorkerGrid).set_workers(list(WORKER_NAMES[:cfg.n_workers]))
         await self.query_one(HistoryPane).clear(self.problem)
         self.query_one(AnswerPanel).clear()
         self.query_one(StatusBar).reset(cfg.budget)
         self.sub_title = self._describe(cfg)
         self.phase = "loading"
-        self.run_in_thread(self.model_spec, self.problem, cfg, self.cancel, self.run_done, self._open_transcript())
+        self.run_in_thread(self.model_spec, self.problem, cfg, self.cancel, self.abandon, self.run_done,
+                           self._open_transcript())
 
     def _open_transcript(self) -> TranscriptWriter | None:
         """The --transcript file, appended to by every run (None if not asked for, or not writable)."""
@@ -135,10 +146,10 @@ class HogwildApp(App[int]):
 
     @work(thread=True, group="generation")
     def run_in_thread(self, model_spec: str | None, problem: str, config: RunConfig, cancel: threading.Event,
-                      done: threading.Event, writer: TranscriptWriter | None) -> None:
+                      abandon: threading.Event, done: threading.Event, writer: TranscriptWriter | None) -> None:
         """Load the model and run the generation off the UI thread (records go to the inbox)."""
         try:
-            run_generation(self.inbox, self.models, model_spec, problem, config, cancel, writer)
+            run_generation(self.inbox, self.models, model_spec, problem, config, cancel, abandon, writer)
         finally:
             done.set()
 
@@ -153,13 +164,19 @@ class HogwildApp(App[int]):
             self.handle(record)
             handled += 1
         if handled:
-            grid = self.query_one(WorkerGrid)
-            if self.stats is not None:
-                self.query_one(StatusBar).show_stats(self.stats)
-                for name, rate in self.stats.worker_tokens_per_s.items():
-                    if name in grid.panes:
-                        grid.panes[name].set_rate(rate)
-            grid.flush()
+            self._show_stats()
+            self.query_one(WorkerGrid).flush()
+
+    def _show_stats(self) -> None:
+        """Show the latest stats in the status bar and under the panes, if they are new."""
+        if self.stats is None or self.stats is self.shown_stats:
+            return
+        self.shown_stats = self.stats
+        self.query_one(StatusBar).show_stats(self.stats)
+        panes = self.query_one(WorkerGrid).panes
+        for name, rate in self.stats.worker_tokens_per_s.items():
+            if name in panes:
+                panes[name].set_rate(rate)
 
     def handle(self, record: Record) -> None:
         """Account for one record of the inference thread (widgets that re-render per tick are flushed later)."""
@@ -173,6 +190,7 @@ class HogwildApp(App[int]):
                 self.phase = "running"
             status.show_message("prefilling the prompt ...")
         elif isinstance(record, Failed):
+            self._show_stats()  # now, so that the next tick does not write over the message
             self.notify(record.message, title="Error", severity="error", markup=False)
             status.show_message(record.message)
             self.phase = "failed"
@@ -196,12 +214,16 @@ class HogwildApp(App[int]):
             if pane is not None:
                 pane.cut(event.text)
         elif isinstance(event, StepEvent):
+            if event.worker == "User" and self.queued_hints:
+                self.queued_hints.pop(0)  # in the layout now: no longer counted twice
             self.query_one(HistoryPane).add_step(event.worker, event.step, event.text)
         elif isinstance(event, StatsEvent):
             self.stats = event
         elif isinstance(event, StartEvent):
             self.sub_title = self._describe(self.run_config, Path(event.model["path"]).stem)
         elif isinstance(event, AnswerEvent):
+            if self.stats is not None:  # one clock: the status bar ends at the answer's time (pauses, finisher)
+                self.stats = dataclasses.replace(self.stats, elapsed_s=event.elapsed_s)
             self.query_one(AnswerPanel).show_answer(event)
             self.phase = "done"
 
@@ -217,8 +239,15 @@ class HogwildApp(App[int]):
     def _stop_run(self) -> None:
         """Stop the current run after its pass (or skip it if the model is still loading)."""
         self.cancel.set()
-        if self.generation is not None:
+        if self.generation is not None and not self.abandon.is_set():  # stop() would run the finisher after all
             self.generation.stop()
+
+    def quit_on_signal(self, signum: int) -> None:
+        """SIGTERM or SIGINT: leave as q does, but without the finisher, and exit with 128 + the signal number."""
+        self.abandon.set()
+        if self.generation is not None:
+            self.generation.resume()  # a paused engine must reach the end of a pass for the runner to leave it
+        self.exit(return_code=128 + signum)
 
     def release(self, timeout: float = 60.0) -> bool:
         """Wait for the inference thread to end (after a stop it only runs the finisher), then free the model.
@@ -294,13 +323,34 @@ class HogwildApp(App[int]):
             await self.begin_run()
 
     def action_hint(self) -> None:
-        """Ask for a hint that enters the shared history as a step of "User"."""
+        """Ask for a hint that enters the shared history as a step of "User" (one that does not fit is refused)."""
         self.push_screen(TextDialog("Hint for the workers (joins the shared history as User)",
-                                    placeholder="e.g. Check the afternoon count again."), self._hint)
+                                    placeholder="e.g. Check the afternoon count again.", check=self._hint_refusal),
+                         self._hint)
+
+    def _hint_refusal(self, text: str) -> str | None:
+        """Why the hint cannot join the history now (one line), or None if it fits."""
+        if self.phase not in ("running", "paused") or self.generation is None:
+            return "no run takes hints now: it has ended or is ending"
+        layout = self.generation.layout
+        if layout is None:
+            return "the run is still starting: try again in a moment"
+        tokens, room = self._hint_tokens(text), free_room(layout, self.run_config.n_ctx) - sum(self.queued_hints)
+        if tokens <= room:
+            return None
+        if room <= 0:
+            return "no hint fits: the context is full (a larger --ctx leaves room for hints)"
+        return (f"the hint does not fit: it takes {tokens} tokens and {room} fit in the free context now"
+                f" (about {room * len(text) // tokens} characters)")
+
+    def _hint_tokens(self, text: str) -> int:
+        """Tokens the hint takes in the cache, written as the engine writes a note."""
+        return len(self.generation.model.tokenize(f"**User:** {text.strip()}\n\n"))
 
     def _hint(self, text: str | None) -> None:
         if text is None or self.generation is None:
             return
+        self.queued_hints.append(self._hint_tokens(text))
         self.generation.add_note(text)
         self.notify("hint queued: it joins the history before the next pass"
                     + (" (after resume)" if self.phase == "paused" else ""), markup=False)
@@ -329,13 +379,15 @@ class HogwildApp(App[int]):
         """Ask where to write the events received so far (JSON lines), then write them."""
         default = Path(f"hogwild-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
         self.push_screen(TextDialog("Save transcript (JSON lines) to", str(default)),
-                         lambda path: path and self._save(Path(path).expanduser()))
+                         lambda path: path and self._save(Path(path)))
 
     def _save(self, path: Path) -> None:
         try:
+            path = path.expanduser()
             write_transcript(self.run_problem, self.events, path)
-        except OSError as err:
-            self.notify(f"cannot write {path}: {err.strerror or err}", severity="error", markup=False)
+        except (OSError, RuntimeError) as err:  # RuntimeError: "~nosuchuser/..." (no such home directory)
+            self.notify(f"cannot write {path}: {getattr(err, 'strerror', None) or err}", severity="error",
+                        markup=False)
             return
         self.notify(f"saved {len(self.events)} events to {path}", markup=False)
 
@@ -353,6 +405,13 @@ class HogwildApp(App[int]):
                 f" · budget {cfg.budget} · T {cfg.sampling.temperature:g}")
 
 
+def free_room(layout: Layout, n_ctx: int) -> int:
+    """Tokens a hint may take now: it must fit the common block, and the cache must keep the finisher's cells
+    (the engine checks that room before every pass, not before writing a hint)."""
+    in_cache = n_ctx - layout.live_cells() - layout.finisher.capacity - PASS_MARGIN_TOKENS * layout.n_workers
+    return min(layout.common.capacity - layout.common.length, in_cache)
+
+
 def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, transcript: Path | None, *,
             gpu_layers: int = 0, main_gpu: int = 0, tensor_split: list[float] | None = None) -> int:
     """Run the TUI until the user quits; returns the exit code for the CLI.
@@ -365,6 +424,15 @@ def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, tran
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     models = ModelCache(gpu_layers=gpu_layers, main_gpu=main_gpu, tensor_split=tensor_split)
     app = HogwildApp(model_spec, problem, config, transcript, models=models)
-    app.run()
+
+    async def run_app() -> None:
+        # before the terminal switches screens: a SIGTERM then ends the app (and restores the terminal)
+        # instead of killing the process on the alternate screen with mouse tracking on
+        loop = asyncio.get_running_loop()
+        for sig in QUIT_SIGNALS:
+            loop.add_signal_handler(sig, app.quit_on_signal, sig)
+        await app.run_async()
+
+    asyncio.run(run_app())
     app.release()
     return app.return_code or 0

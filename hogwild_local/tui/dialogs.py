@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -35,14 +36,19 @@ DIALOG_CSS = """
 
 
 class TextDialog(ModalScreen[str | None]):
-    """Ask for one line of text; enter returns it (None on escape or when empty)."""
+    """Ask for one line of text; enter returns it (None on escape or when empty).
+
+    ``check`` may refuse a text: it returns why (one line), which is shown as an error notification
+    while the dialog stays open with the text, so that it can be shortened; None accepts it.
+    """
 
     DEFAULT_CSS = DIALOG_CSS.format(name="TextDialog")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, title: str, value: str = "", placeholder: str = "",
+                 check: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
-        self.title_text, self.value, self.placeholder = title, value, placeholder
+        self.title_text, self.value, self.placeholder, self.check = title, value, placeholder, check
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -52,7 +58,12 @@ class TextDialog(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def submit(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        text = event.value.strip()
+        refusal = self.check(text) if text and self.check is not None else None
+        if refusal is not None:
+            self.notify(refusal, severity="error", markup=False)
+            return
+        self.dismiss(text or None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from .theme import PROBLEM_COLOR, color_of
 
+HISTORY_TITLE = "History"
 MIN_PANE_WIDTH = 26  # columns; fewer worker panes per row below this
 _AUTHOR_HEADER = re.compile(r"^\*\*[^*\n]+\*\*\s*")  # "**Alice [2]:** " or "**User:** "
 
@@ -139,12 +140,13 @@ class HistoryPane(VerticalScroll):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.entries: list[tuple[str, str]] = []  # (author, text) as shown
-        self.border_title = "History"
+        self.border_title = HISTORY_TITLE
 
     async def clear(self, problem: str) -> None:
         """Start over with a new run: only the problem is shown."""
         await self.remove_children()
         self.entries = []
+        self.border_title = HISTORY_TITLE  # the last run's step count must not carry over
         await self.mount(Static(Text.assemble(("Problem ", f"bold {PROBLEM_COLOR}"), problem)))
 
     def add_step(self, author: str, step: int, text: str) -> None:
@@ -156,7 +158,7 @@ class HistoryPane(VerticalScroll):
         self.mount(Static(Text.assemble((label + " ", f"bold {color_of(author)}"), body)))
         if follow:
             self.call_after_refresh(self.scroll_end, animate=False)
-        self.border_title = f"History ({len(self.entries)})"
+        self.border_title = f"{HISTORY_TITLE} ({len(self.entries)})"
 
 
 def strip_author(text: str) -> str:

@@ -85,18 +85,22 @@ class ModelCache:
 
 
 def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str | None, problem: str,
-                   config: RunConfig, cancel: threading.Event, writer: TranscriptWriter | None = None) -> None:
+                   config: RunConfig, cancel: threading.Event, abandon: threading.Event,
+                   writer: TranscriptWriter | None = None) -> None:
     """Load the model and run one generation, putting every record into ``inbox``; ends with Finished.
 
     ``cancel`` (set by the UI on stop or quit) skips the run if the model is still loading, and
     otherwise stops the generation after its current pass; the finisher still writes an answer.
+    ``abandon`` (set when the app must leave now: SIGTERM) does the same without the finisher: the
+    generation is not resumed after the event in hand. Any error while loading or running ends the run
+    as :class:`Failed` (one line); the app stays up.
     ``writer`` (``--transcript``) gets every event as it happens, even after the UI has quit; it is closed here.
     """
     generation = None
     try:
         inbox.put(Loading(model_spec or default_model().name))
         model = models.get(model_spec)
-        if cancel.is_set():
+        if cancel.is_set() or abandon.is_set():
             return
         generation = Generation(model, problem, config)
         inbox.put(Started(generation, generation.prompt_text()))
@@ -104,16 +108,24 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
             inbox.put(event)
             if writer is not None:
                 writer = _record(writer, event, inbox)
+            if abandon.is_set():
+                return
             if cancel.is_set():
                 generation.stop()
-    except (ModelError, EngineError, BackendError) as err:
-        inbox.put(Failed(str(err)))
+    except Exception as err:  # e.g. LayoutFull: an engine error ends this run, never the app
+        inbox.put(Failed(one_line(err)))
     finally:
         if generation is not None and generation.ctx is not None:
             generation.ctx.close()  # free the KV cache now; the layout stays readable for the view-as screen
         if writer is not None:
             writer.close()
         inbox.put(Finished())
+
+
+def one_line(err: Exception) -> str:
+    """The error as one line: our own errors are written for the user; any other also gets its type."""
+    text = str(err) if isinstance(err, (ModelError, EngineError, BackendError)) else f"{type(err).__name__}: {err}"
+    return text.strip().split("\n", 1)[0]
 
 
 def _record(writer: TranscriptWriter, event: Event, inbox: queue.SimpleQueue) -> TranscriptWriter | None:
