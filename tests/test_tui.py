@@ -153,7 +153,8 @@ def test_session_start_pause_view_hint_stop_save(tmp_path: Path) -> None:
             app.screen.query_one(Input).value = str(path)
             await pilot.press("enter")
             records = [json.loads(line) for line in path.read_text().splitlines()]
-            assert records[0] == {"type": "header", "problem": PROBLEM}
+            assert records[0]["type"] == "header" and records[0]["problem"] == PROBLEM
+            assert len({record["run"] for record in records}) == 1  # one run, its id on every line
             types = [record["type"] for record in records]
             assert types[1] == "start" and types[-1] == "answer" and "step" in types and "token" in types
 

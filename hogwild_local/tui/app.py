@@ -27,7 +27,7 @@ from textual.widgets import Footer, Header
 from ..engine import Generation, RunConfig
 from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
 from ..layout import WORKER_NAMES, Layout
-from ..transcript import TranscriptWriter
+from ..transcript import TranscriptError, TranscriptWriter
 
 from .answer import AnswerPanel
 from .blocks import BlockTexts
@@ -121,6 +121,9 @@ class HogwildApp(App[int]):
 
     async def begin_run(self) -> None:
         """Reset the panes and start a run of the current problem and settings in a thread."""
+        if not self.run_done.is_set():  # the last run's thread still holds its transcript's lock: start after it
+            self.start_after_run = True
+            return
         cfg, self.run_config, self.run_problem = self.config, self.config, self.problem
         self.events, self.generation, self.texts, self.stats, self.queued_hints = [], None, None, None, []
         self.cancel, self.abandon, self.run_done = threading.Event(), threading.Event(), threading.Event()
@@ -139,9 +142,8 @@ class HogwildApp(App[int]):
             return None
         try:
             return TranscriptWriter(self.transcript, {"problem": self.problem})
-        except OSError as err:
-            self.notify(f"cannot write the transcript {self.transcript}: {err.strerror or err}", severity="error",
-                        markup=False)
+        except TranscriptError as err:  # one line naming the file and why (unwritable, held by another run)
+            self.notify(str(err), severity="error", markup=False)
             return None
 
     @work(thread=True, group="generation")
@@ -385,9 +387,11 @@ class HogwildApp(App[int]):
         try:
             path = path.expanduser()
             write_transcript(self.run_problem, self.events, path)
-        except (OSError, RuntimeError) as err:  # RuntimeError: "~nosuchuser/..." (no such home directory)
-            self.notify(f"cannot write {path}: {getattr(err, 'strerror', None) or err}", severity="error",
-                        markup=False)
+        except TranscriptError as err:  # one line naming the file and why
+            self.notify(str(err), severity="error", markup=False)
+            return
+        except RuntimeError as err:  # "~nosuchuser/..." (no such home directory)
+            self.notify(f"cannot write {path}: {err}", severity="error", markup=False)
             return
         self.notify(f"saved {len(self.events)} events to {path}", markup=False)
 

@@ -7,7 +7,6 @@ queue on a timer, so a fast model never floods the UI with one message per token
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Iterable
@@ -16,9 +15,9 @@ from pathlib import Path
 
 from ..backend import BackendError, Model
 from ..engine import EngineError, Generation, RunConfig
-from ..events import Event, to_dict
+from ..events import Event
 from ..models import ModelError, default_model, resolve_model
-from ..transcript import TranscriptWriter
+from ..transcript import TranscriptError, TranscriptWriter
 
 
 @dataclass(frozen=True)
@@ -132,15 +131,14 @@ def _record(writer: TranscriptWriter, event: Event, inbox: queue.SimpleQueue) ->
     """Write one event to the transcript; on a write error, report it once and stop writing (the run goes on)."""
     try:
         writer.write(event)
-    except OSError as err:
-        inbox.put(Notice(f"the transcript {writer.path} is no longer written: {err.strerror or err}"))
+    except TranscriptError as err:  # its message names the file; the writer has closed itself
+        inbox.put(Notice(str(err)))
         return None
     return writer
 
 
 def write_transcript(problem: str, events: Iterable[Event], path: Path) -> None:
-    """Write a header with the problem, then the events as JSON lines (``hogwild transcript show`` reads it)."""
-    with path.open("w", encoding="utf-8") as out:
-        out.write(json.dumps({"type": "header", "problem": problem}, ensure_ascii=False) + "\n")
+    """Append a run's events to ``path`` as ``--transcript`` does (its own run id, the file locked while written)."""
+    with TranscriptWriter(path, {"problem": problem}) as writer:
         for event in events:
-            out.write(json.dumps(to_dict(event), ensure_ascii=False) + "\n")
+            writer.write(event)
