@@ -6,7 +6,6 @@ biases), both with grouped-query attention, and with f32 and f16 KV caches.
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 
@@ -14,8 +13,8 @@ import numpy as np
 import pytest
 
 from hogwild_local.backend import BackendError, Context, Model, Token, recent_log
-from hogwild_local.engine import enable_views, sync_views
-from hogwild_local.layout import Layout, LayoutKind
+from hogwild_local.layout import LayoutKind
+from lockstep import run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
 from where import GPU_LAYERS, tolerance
@@ -110,45 +109,35 @@ def test_shifted_block_matches_kshift_and_reference(tiny, cache_type):
     assert np.abs(shifted[0] - nxt[0]).max() <= TOLERANCE[cache_type]
 
 
+@pytest.mark.parametrize("cache_type", ["f32", "f16"])
+def test_keys_follow_block_table_changes(tiny, cache_type):
+    """Keys are stored at block-local positions. With every offset 0 a block of non-zero base still needs the
+    Hogwild graph; moving a block's start, and turning the mode off, re-rotate the keys of the cells whose
+    base changed (a K-shift), so every token keeps seeing every cell at its canonical position."""
+    spec, model = tiny
+    prompt, tail, far = [5, 7, 1, 8, 2, 8], [13, 21, 34, 55, 8], 300
+    positions = [*range(len(prompt)), *range(far, far + len(tail))]
+    ref = ReferenceModel(spec)
+    cache = ref.new_cache()
+    expected = ref.forward(cache, [RefToken(t, c, positions[c], {j: positions[j] for j in range(c + 1)})
+                                   for c, t in enumerate(prompt + tail)])
+    got = []
+    with open_context(model, cache_type, n_seq=1) as ctx:
+        ctx.hogwild_enable(2)
+        ctx.hogwild_set_block(1, far, far + 100)
+        got += decode_logits(ctx, [Token(t, i, (0,), True) for i, t in enumerate(prompt)])
+        got += decode_logits(ctx, [Token(t, far + i, (0,), True) for i, t in enumerate(tail[:3])])
+        ctx.hogwild_set_block(1, far - 10, far + 100)  # the base of the cells at far.. moves
+        got += decode_logits(ctx, [Token(tail[3], far + 3, (0,), True)])
+        ctx.hogwild_enable(0)  # stock again: every key back at its canonical position
+        got += decode_logits(ctx, [Token(tail[4], far + 4, (0,), True)])
+    errors = [float(np.abs(g - e).max()) for g, e in zip(got, expected)]
+    print(f"\nmax abs error: block table changes {spec.arch} {cache_type}: {max(errors):.3g}")
+    assert len(errors) == len(prompt) + len(tail) and max(errors) <= TOLERANCE[cache_type], errors
+
+
 # --------------------------------------------------------------------------------------------------
 # 3 + 4. W lock-step workers on a real layout that changes every pass, with step completions
-
-
-class ReferenceRun:
-    """Mirror of the cache for the reference: cell -> (canonical position, viewers)."""
-
-    def __init__(self, spec, layout: Layout):
-        self.ref = ReferenceModel(spec)
-        self.cache = self.ref.new_cache()
-        self.layout = layout
-        self.cells: dict[int, tuple[int, tuple[int, ...]]] = {}
-
-    def view_pos(self, worker: int, pos: int) -> int:
-        deltas = self.layout.deltas(worker)
-        for block in self.layout.blocks:
-            if block.start <= pos < block.start + block.capacity:
-                return pos + deltas[block.id]
-        raise AssertionError(pos)
-
-    def forward(self, tokens: list[Token]) -> np.ndarray:
-        start = len(self.cells)
-        for i, t in enumerate(tokens):
-            self.cells[start + i] = (t.pos, t.seq_ids)
-        ref_tokens = []
-        for i, t in enumerate(tokens):
-            s = t.seq_ids[0]
-            own = self.view_pos(s, t.pos)
-            visible = {}
-            for cell, (pos, viewers) in self.cells.items():
-                if s in viewers and self.view_pos(s, pos) <= own:
-                    visible[cell] = self.view_pos(s, pos)
-            ref_tokens.append(RefToken(t.token, start + i, own, visible))
-        return self.ref.forward(self.cache, ref_tokens)
-
-    def move(self, p0: int, p1: int, shift: int, share_with: tuple[int, ...] | None = None) -> None:
-        for cell, (pos, viewers) in self.cells.items():
-            if p0 <= pos < p1:
-                self.cells[cell] = (pos + shift, share_with or viewers)
 
 
 @pytest.mark.parametrize("kind", [LayoutKind.COMBINED, LayoutKind.STEPWISE])
@@ -156,58 +145,30 @@ class ReferenceRun:
 def test_lockstep_workers_match_reference(tiny, cache_type, kind, monkeypatch):
     monkeypatch.setenv("LLAMA_KV_CACHE_DEBUG", "3")  # llama.cpp then logs the cell map before placing a batch
     spec, model = tiny
-    n_workers = 3
-    rng = random.Random(1)
-    layout = Layout(kind, n_workers, capacity=96, header_lengths=(2, 1, 2))
-    mirror = ReferenceRun(spec, layout)
-    worst = 0.0
-    with open_context(model, cache_type, n_seq=n_workers) as ctx:
-        enable_views(ctx, layout)
+    result = run_lockstep(spec, model, cache_type, kind)
+    assert result.cells_used == result.layout.live_cells() == result.mirror_cells
+    # the compaction keeps the history (block 0: canonical positions below the capacity) below the other blocks
+    cells = last_cell_map()
+    capacity = result.layout.capacity
+    common = [i for i, pos in enumerate(cells) if pos is not None and pos < capacity]
+    others = [i for i, pos in enumerate(cells) if pos is not None and pos >= capacity]
+    assert len(common) > result.prompt_len and others and max(common) < min(others), cells
+    print(f"\nmax abs error: lockstep {spec.arch} {cache_type} {kind.value}: {result.worst:.3g}")
+    assert result.worst <= TOLERANCE[cache_type], result.worst
 
-        def run(tokens: list[Token]) -> None:
-            nonlocal worst
-            sync_views(ctx, layout)
-            got = decode_logits(ctx, tokens)
-            want = [row for row, t in zip(mirror.forward(tokens), tokens) if t.logits]
-            for g, e in zip(got, want):
-                worst = max(worst, float(np.abs(g - e).max()))
 
-        prompt = [rng.randrange(spec.n_vocab) for _ in range(10)]
-        layout.append_prompt(len(prompt))
-        run([Token(t, i, tuple(range(n_workers)), i == len(prompt) - 1) for i, t in enumerate(prompt)])
-        for block in layout.blocks[1:]:
-            if block.kind != "step" and block.capacity and layout.viewers(block):
-                layout.mark_filled(block)
-                viewers = layout.viewers(block)
-                run([Token(rng.randrange(spec.n_vocab), p, viewers, True) for p in layout.fill_header(block)])
-
-        for step in range(14):
-            tokens = []
-            for w in range(n_workers):
-                n = 3 if (step + w) % 5 == 0 else 1  # sometimes a forced header: several tokens of one worker
-                viewers = layout.viewers(layout.steps[w])
-                positions = layout.append(w, n)
-                tokens += [Token(rng.randrange(spec.n_vocab), p, viewers, True) for p in positions]
-            run(tokens)
-            # a worker finishes a step now and then: its cells move to the end of the history
-            if step % 3 == 2:
-                w = (step // 3) % n_workers
-                move = layout.finish_step(w)
-                if move:
-                    if kind is LayoutKind.STEPWISE:
-                        for o in range(n_workers):
-                            if o != w:
-                                ctx.seq_cp(w, o, move.p0, move.p1)
-                    ctx.seq_add(w, move.p0, move.p1, move.shift)
-                    mirror.move(move.p0, move.p1, move.shift, tuple(range(n_workers)))
-        assert ctx.cells_used() == layout.live_cells() == len(mirror.cells)
-        # the compaction keeps the history (block 0: canonical positions below the capacity) below the other blocks
-        cells = last_cell_map()
-        common = [i for i, pos in enumerate(cells) if pos is not None and pos < layout.capacity]
-        others = [i for i, pos in enumerate(cells) if pos is not None and pos >= layout.capacity]
-        assert len(common) > len(prompt) and others and max(common) < min(others), cells
-    print(f"\nmax abs error: lockstep {spec.arch} {cache_type} {kind.value}: {worst:.3g}")
-    assert worst <= TOLERANCE[cache_type], worst
+@pytest.mark.parametrize("cache_type", ["f32", "f16"])
+def test_lockstep_precision_at_full_context(tiny, cache_type):
+    """The same at a real size: 8 workers, blocks of 131072 positions in a cache of 131072 cells, so the
+    last step block starts near position 1.2M. The error must not grow with the context size."""
+    spec, model = tiny
+    result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED, n_workers=8, capacity=131072,
+                          n_ctx=131072, passes=9)
+    assert result.layout.steps[-1].start > 8 * 131072
+    assert result.cells_used == result.layout.live_cells() == result.mirror_cells
+    assert len(result.layout.history) == 3  # three steps joined the history (K-shifts from ~1M positions)
+    print(f"\nmax abs error: lockstep W=8 n_ctx=131072 {spec.arch} {cache_type}: {result.worst:.3g}")
+    assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
 # --------------------------------------------------------------------------------------------------
