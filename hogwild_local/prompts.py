@@ -119,14 +119,24 @@ def ends_step(step_text: str, token_text: str) -> bool:
     return before.rstrip(CLOSERS).endswith(SENTENCE_ENDS)
 
 
+
 # --------------------------------------------------------------------------------------------------
 # answers
 
 _BOXED = re.compile(r"\\boxed\{")
+# what a box holds when a model copied the rules' \boxed{answer} (small models do) or a form like \boxed{...}
+# instead of answering: compared in lower case, \text{} removed
+PLACEHOLDERS = frozenset({"", "...", "…", "answer", "the answer", "your answer", "final answer", "the final answer"})
+
+
+def is_placeholder(content: str) -> bool:
+    """Is this box content a placeholder copied from the instructions, not an answer?"""
+    return re.sub(r"\\text\{([^{}]*)\}", r"\1", content).strip().lower() in PLACEHOLDERS
 
 
 def extract_boxed(text: str) -> str | None:
-    """The content of the last complete \\boxed{...} in ``text`` (nested braces allowed), or None."""
+    """The content of the last complete \\boxed{...} in ``text`` that holds an answer (nested braces allowed),
+    or None. Empty boxes and placeholders such as \\boxed{answer} are not answers."""
     answer = None
     for match in _BOXED.finditer(text):
         depth, start = 1, match.end()
@@ -137,7 +147,7 @@ def extract_boxed(text: str) -> str | None:
                 depth -= 1
                 if depth == 0:
                     content = text[start:i].strip()
-                    if content:
+                    if not is_placeholder(content):
                         answer = content
                     break
     return answer

@@ -41,10 +41,21 @@ def test_step_body_ignores_header_self_check_and_spacing():
         ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
         ("\\boxed{12", None),  # not closed
         ("no box here", None),
+        ("write it as \\boxed{answer}.", None),  # the placeholder small models copy from the rules
+        ("\\boxed{ Answer }, \\boxed{\\text{the answer}}, \\boxed{...}, \\boxed{}", None),
+        ("\\boxed{7} and then \\boxed{answer}", "7"),  # the last box that holds an answer
+        ("\\boxed{answer = 7}", "answer = 7"),  # a real answer that mentions the word
     ],
 )
 def test_extract_boxed(text, answer):
     assert prompts.extract_boxed(text) == answer
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_rules_hold_no_answer(workers):
+    """The rules show \\boxed{answer}: a worker or finisher that copies them has not answered."""
+    assert "\\boxed{answer}" in prompts.rules(workers)
+    assert prompts.extract_boxed(prompts.rules(workers)) is None
 
 
 @pytest.mark.parametrize(
