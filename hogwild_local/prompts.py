@@ -119,6 +119,21 @@ def ends_step(step_text: str, token_text: str) -> bool:
     return before.rstrip(CLOSERS).endswith(SENTENCE_ENDS)
 
 
+# a line end, or a sentence end (closers allowed) that whitespace follows: "3.5" and "e.g.," do not end here
+_SENTENCE_END = re.compile("\n|[" + re.escape("".join(SENTENCE_ENDS)) + "][" + re.escape(CLOSERS) + "]*(?=\\s)")
+
+
+def sentence_end(step_text: str, start: int) -> int | None:
+    """Where, at or after ``start``, the first sentence or line of the step text ends (None if none does yet).
+
+    An over-long step ends there even without a blank line (the engine's step limit). A sentence end is only
+    known once the whitespace after it is written, so the end found may lie just before ``start``'s token.
+    """
+    for match in _SENTENCE_END.finditer(step_text, max(0, start - len(CLOSERS) - 1)):
+        if match.end() >= start:
+            return match.end()
+    return None
+
 
 # --------------------------------------------------------------------------------------------------
 # answers

@@ -59,6 +59,22 @@ def test_the_rules_hold_no_answer(workers):
 
 
 @pytest.mark.parametrize(
+    "text, start, at",
+    [
+        ("**Bob [2]:** It was dark.", 23, None),  # a full stop: the sentence may go on ("3.5", "e.g.")
+        ("**Bob [2]:** It was dark. The", 25, 25),  # whitespace after it: the end lies before this token
+        ("**Bob [2]:** It was dark.\n", 25, 25),  # the newline token completes the sentence end
+        ("**Bob [2]:** Pi is 3.14", 21, None),  # a decimal point
+        ("**Bob [2]:** \"Go!\" she said", 18, 18),  # closing quotes belong to the sentence
+        ("**Bob [2]:** ## Chapter one\n", 27, 28),  # a line end (a heading, a list item) without a full stop
+        ("**Bob [2]:** A. B. C", 17, 18),  # the first end at or after the start
+    ],
+)
+def test_sentence_end(text, start, at):
+    assert prompts.sentence_end(text, start) == at
+
+
+@pytest.mark.parametrize(
     "answer, normal",
     [("$1,000.00", "1000"), ("40 \\text{ minutes}", "40"), ("12.5\\%", "12.5"), ("-3", "-3"), ("x", "x"), (None, None)],
 )
