@@ -8,9 +8,11 @@ as a step header). Every token is stored once; before each pass every worker's v
 to the backend, so each worker sees the cache in its own order (``hogwild_local.layout``). A token
 written in a pass is visible to the other workers in that same pass. When a worker ends a step, its
 cells move to the end of the shared history with one K-shift and its next step opens with a forced
-header. Two optional remedies for small models that loop: ``end_at_headers`` ends a step where the
-worker begins to write a step header itself (the header is cut), ``drop_repeats`` frees a finished
-step that repeats one the worker has seen word for word instead of adding it to the history.
+header. A step longer than ``step_limit`` tokens ends at its next sentence or line end instead, at
+twice as many at once (small models may never write the blank line). Two optional remedies for small models that loop:
+``end_at_headers`` ends a step where the worker begins to write a step header itself (the header is
+cut), ``drop_repeats`` frees a finished step that repeats one the worker has seen word for word instead
+of adding it to the history.
 When the budget ends without an answer, a final-answer sequence that sees the history and
 everyone's unfinished steps decodes greedily after a short "time is up" sentence.
 
@@ -28,7 +30,7 @@ import codecs
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 
 from . import prompts
@@ -71,6 +73,9 @@ class RunConfig:
     check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
     end_at_headers: bool = False  # a step ends where its worker starts writing a step header (the header is cut)
     drop_repeats: bool = False  # a finished step that repeats one its worker has seen is freed, not kept
+    # a step longer than this many tokens (header included) ends at its next sentence or line end (at twice as
+    # many, at once), so that work reaches the history even when a worker never writes a blank line; 0 = no limit
+    step_limit: int = 300
     think: bool = False  # open a thinking block for reasoning models whose template does not
     n_ctx: int = 8192
     cache_type: str = "f16"
@@ -128,6 +133,8 @@ class Generation:
     def __init__(self, model: Model, problem: str, config: RunConfig) -> None:
         if config.method not in METHODS:
             raise EngineError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+        if config.step_limit < 0:
+            raise EngineError(f"the step limit must be 0 (none) or a number of tokens, got {config.step_limit}")
         check_model(model)
         self.model, self.problem, self.config = model, problem, config
         self._stop = threading.Event()
@@ -139,6 +146,7 @@ class Generation:
         self.layout: Layout | None = None
         self.ctx: Context | None = None
         self._written: dict[int, list[int]] = {}  # per block: the tokens written there, but the prompt's
+        self._tokens_written = 0  # tokens decoded into the cache and not freed since (each takes one cell)
         # when a list, every cache operation is appended to it (tests replay it against a reference)
         self.trace: list[tuple] | None = None
 
@@ -182,27 +190,28 @@ class Generation:
         if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
             raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
 
-        self.layout = layout = Layout(cfg.layout_kind, n, capacity=cfg.n_ctx,
-                                      header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
         self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
                                        cache_type=cfg.cache_type, n_threads=cfg.threads)
+        # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache
+        self.layout = layout = Layout(cfg.layout_kind, n, capacity=ctx.cells_total(),
+                                      header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
         try:
             enable_views(ctx, layout)
         except BackendError as err:
             raise EngineError(f"{model.info.architecture}: {err}") from None
 
-        yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt))
+        yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt),
+                         cells_total=ctx.cells_total())
 
         # prefill: the prompt once for everyone, then the shared header texts
         everyone = tuple(range(n))
-        self._write(ctx, prompt, layout.append_prompt(len(prompt)), everyone)
+        self._write(prompt, layout.append_prompt(len(prompt)), everyone, prefill=True)
         for block, text in zip([layout.others_header, *layout.markers, layout.own_header],
                                [headers[0], *[headers[1]] * n, headers[2]]):
             if layout.viewers(block):
                 layout.mark_filled(block)
                 self._sync_views()
-                self._write(ctx, text, layout.fill_header(block), layout.viewers(block))
-        tokens_written = ctx.cells_used()
+                self._write(text, layout.fill_header(block), layout.viewers(block), prefill=True)
         self._written = {block.id: [] for block in layout.blocks}
 
         workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
@@ -217,7 +226,9 @@ class Generation:
             if self._stop.is_set():
                 reason = "stopped"
                 break
-            yield from self._apply_notes(ctx, passes)
+            if not (yield from self._apply_notes(ctx, passes, finisher_room)):
+                reason = "note_too_long"
+                break
             active = [w for w in workers if not w.done]
             if not active:
                 reason = "eos"
@@ -228,22 +239,17 @@ class Generation:
                 reason = "context_full"
                 break
             batch, last_index = [], {}
-            try:
-                for w in active:
-                    viewers = layout.viewers(layout.steps[w.index])
-                    for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
-                        want = i == len(w.pending) - 1 and not w.ending
-                        batch.append(Token(tok, pos, viewers, want))
-                    last_index[w.index] = len(batch) - 1
-            except LayoutFull:
-                reason = "context_full"
-                break
+            for w in active:  # a step block is as large as the cache: the check above leaves it room
+                viewers = layout.viewers(layout.steps[w.index])
+                for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
+                    want = i == len(w.pending) - 1 and not w.ending
+                    batch.append(Token(tok, pos, viewers, want))
+                last_index[w.index] = len(batch) - 1
             self._sync_views()
             t = time.perf_counter()
             self._decode(batch)
             t_decode += time.perf_counter() - t
             passes += 1
-            tokens_written += len(batch)
             for w in active:
                 self._written[layout.steps[w.index].id] += w.pending
 
@@ -290,6 +296,12 @@ class Generation:
                     forged = prompts.forged_header(w.step_text, w.token_ends[0])
                     if forged is not None:
                         yield self._cut_step(w, bisect.bisect_right(w.token_ends, forged), passes, "header")
+                if cfg.step_limit and not w.ending and len(w.token_ends) > cfg.step_limit:
+                    # at a sentence or line end; twice as long (a loop like "[1] [1] [1]" has neither): at once
+                    end = (len(w.step_text) if len(w.token_ends) > 2 * cfg.step_limit
+                           else prompts.sentence_end(w.step_text, len(w.step_text) - len(text)))
+                    if end is not None:  # keep the token that holds the sentence's end, not one after it
+                        yield self._cut_step(w, bisect.bisect_left(w.token_ends, end) + 1, passes, "long")
 
             elapsed = time.perf_counter() - t0
             generated = sum(w.generated for w in workers)
@@ -298,7 +310,7 @@ class Generation:
                 tokens_per_s=generated / t_decode if t_decode else 0.0,
                 worker_tokens_per_s={w.name: (w.generated / t_decode if t_decode else 0.0) for w in workers},
                 cells_used=ctx.cells_used(), cells_total=ctx.cells_total(),
-                tokens_written=tokens_written, elapsed_s=elapsed,
+                tokens_written=self._tokens_written, elapsed_s=elapsed,
             )
             if passes in cfg.snapshots and passes < cfg.budget:
                 snap = answer if answer is not None else self._final_answer(ctx, finisher_prompt, workers)[0]
@@ -322,14 +334,24 @@ class Generation:
         for w in range(self.layout.n_workers):
             self._set_deltas(w, self.layout.deltas(w))
 
-    def _write(self, ctx: Context, tokens: list[int], positions: range, seq_ids: tuple[int, ...]) -> None:
-        """Decode forced text in chunks of the batch size (prefill)."""
-        items = [Token(t, p, seq_ids) for t, p in zip(tokens, positions)]
-        for i in range(0, len(items), ctx.n_batch):
-            self._decode(items[i:i + ctx.n_batch])
+    def _write(self, tokens: list[int], positions: range, seq_ids: tuple[int, ...], *, prefill: bool = False,
+               logits: bool = False) -> None:
+        """Decode forced text (``logits``: keep its last token's) in pieces: full batches for the prefill, at a
+        small cache; afterwards (a note, the finisher prompt) at most W tokens at a time, as many as a pass.
+
+        llama.cpp's compute memory grows with tokens x cells (about 1.4 kB per pair on SmolLM2): the finisher's
+        ~20-token prompt in one decode, at the run's largest cache, raised RSS by 20 % in a soak. The text is
+        one sequence's and nothing else is written meanwhile, so the pieces see exactly what one batch would.
+        """
+        last = len(tokens) - 1
+        items = [Token(t, p, seq_ids, logits and i == last) for i, (t, p) in enumerate(zip(tokens, positions))]
+        size = self.ctx.n_batch if prefill else self.layout.n_workers
+        for i in range(0, len(items), size):
+            self._decode(items[i:i + size])
 
     def _decode(self, batch: list[Token]) -> None:
         self.ctx.decode(batch)
+        self._tokens_written += len(batch)
         if self.trace is not None:
             deltas = {s: list(d) for s, d in self._deltas.items()}
             logits = {i: self.ctx.logits(i) for i, t in enumerate(batch) if t.logits}
@@ -367,6 +389,7 @@ class Generation:
 
         ``keep`` = 0 frees the whole step (its next step opens in its place); otherwise the step ends
         right there with a forced blank line (written in the next pass, then the step joins the history).
+        ``keep`` may include the pending token (a step too long ends after it).
         """
         while keep and w.token_ends[keep - 1] > w.token_ends[0] and w.step_text[
                 w.token_ends[keep - 2]:w.token_ends[keep - 1]].isspace():
@@ -375,6 +398,7 @@ class Generation:
         freed = self.layout.cut_step(w.index, w.step_start + min(keep, written))
         if len(freed):
             self._memory("seq_rm", -1, freed.start, freed.stop)
+            self._tokens_written -= len(freed)
             del self._written[self.layout.steps[w.index].id][-len(freed):]
         w.decoder.reset()
         if keep == 0:
@@ -383,8 +407,10 @@ class Generation:
             kept = w.step_text[:w.token_ends[keep - 1]]
             blank = "\n" if kept.endswith("\n") and not kept.endswith("\n\n") else "\n\n"  # a token like ".\n"
             w.step_text = kept + blank
-            w.pending = self.model.tokenize(blank)
-            w.token_ends = w.token_ends[:keep] + [len(w.step_text)] * len(w.pending)
+            blank_tokens = self.model.tokenize(blank)
+            # a kept token that is not in the cache yet (the one just sampled, ending a sentence) goes with it
+            w.pending = w.pending[:max(0, keep - written)] + blank_tokens
+            w.token_ends = w.token_ends[:keep] + [len(w.step_text)] * len(blank_tokens)
             w.ending = True
         return CutEvent(w.name, w.step_text, pass_, reason)
 
@@ -412,17 +438,22 @@ class Generation:
             self._memory("seq_add", w.index, move.p0, move.p1, move.shift)
         w.step += 1
 
-    def _apply_notes(self, ctx: Context, pass_: int) -> Iterator[Event]:
+    def _apply_notes(self, ctx: Context, pass_: int, reserve: int) -> Generator[Event, None, bool]:
+        """Write the user's notes into the history. Returns False at the first note that does not fit the cache
+        with ``reserve`` cells to spare (the finisher's): that note and any after it are not written."""
         with self._lock:
             notes, self._notes = self._notes, []
         for note in notes:
             text = f"**User:** {note.strip()}\n\n"
             tokens = self.model.tokenize(text)
+            if ctx.cells_used() + len(tokens) + reserve > ctx.cells_total():
+                return False
             positions = self.layout.append_note(len(tokens))
             self._written[self.layout.common.id] += tokens
             self._sync_views()
-            self._write(ctx, tokens, positions, tuple(range(self.layout.n_workers)))
+            self._write(tokens, positions, tuple(range(self.layout.n_workers)))
             yield StepEvent("User", 0, text, pass_)
+        return True
 
     def _final_answer(self, ctx: Context, finisher_prompt: list[int],
                       workers: list[Worker]) -> tuple[str | None, str, dict[str, int]]:
@@ -440,6 +471,7 @@ class Generation:
         old = layout.reset_finisher()
         if len(old):
             self._memory("seq_rm", seq, old.start, old.stop)
+            self._tokens_written -= len(old)
         self._memory("seq_rm", seq, 0, layout.common.end)
         self._memory("seq_cp", 0, seq, 0, layout.common.end)
         for w in range(layout.n_workers):
@@ -448,9 +480,7 @@ class Generation:
             if w in workers and step.length:
                 self._memory("seq_cp", w, seq, step.start, step.end)
         self._set_deltas(seq, layout.finisher_deltas(workers))
-        positions = layout.append_finisher(len(finisher_prompt))
-        self._decode([Token(t, p, (seq,), i == len(finisher_prompt) - 1)
-                      for i, (t, p) in enumerate(zip(finisher_prompt, positions))])
+        self._write(finisher_prompt, layout.append_finisher(len(finisher_prompt)), (seq,), logits=True)
         greedy = Sampler(self.model, SamplingParams(temperature=0))
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text = ""

@@ -11,11 +11,15 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class StartEvent:
-    """The run begins: its configuration and the model."""
+    """The run begins: its configuration, the model, and the KV cache's real size.
+
+    ``cells_total``: llama.cpp rounds the requested context (``config["n_ctx"]``) up, e.g. 600 to 768 cells.
+    """
 
     config: dict
     model: dict
     prompt_tokens: int
+    cells_total: int
     type: str = "start"
 
 
@@ -45,8 +49,10 @@ class StepEvent:
 class CutEvent:
     """The engine cut a worker's unfinished step; ``text`` is what stays of it ("" = all of it was freed).
 
-    ``reason``: ``header`` (the worker began a step header itself: the step ends before it) or ``repeat``
-    (the finished step said word for word what a seen step said, and was freed instead of kept).
+    ``reason``: ``header`` (the worker began a step header itself: the step ends before it), ``repeat``
+    (the finished step said word for word what a seen step said, and was freed instead of kept) or ``long``
+    (the step grew past ``RunConfig.step_limit`` tokens: it ends at this sentence or line end, or right here
+    past twice the limit).
     """
 
     worker: str
@@ -58,7 +64,11 @@ class CutEvent:
 
 @dataclass(frozen=True)
 class StatsEvent:
-    """Progress after a pass; ``cells_used`` is read from llama.cpp, ``tokens_written`` counted by the engine."""
+    """Progress after a pass; ``cells_used`` is read from llama.cpp, ``tokens_written`` counted by the engine.
+
+    ``tokens_written``: tokens the engine wrote into the cache (prompt, headers, notes, steps) less those it
+    freed since (cut or dropped steps). Each token is stored once, so it always equals ``cells_used``.
+    """
 
     pass_: int
     budget: int
@@ -85,10 +95,24 @@ class SnapshotEvent:
 
 @dataclass(frozen=True)
 class AnswerEvent:
-    """The end: the final answer (None if none could be read) and why generation stopped."""
+    """The end: the final answer and why generation stopped.
+
+    ``answer`` is None when there is none: the finisher wrote no \\boxed{...} with an answer in it (an empty
+    box or a placeholder such as \\boxed{answer} does not count); consumers should say "no answer".
+
+    ``reason``, and who wrote the answer:
+
+    - ``answer``: a worker wrote one in a finished step (or in its last text);
+    - ``budget``: the passes were spent; the finisher answered;
+    - ``eos``: every worker ended its text; the finisher answered;
+    - ``context_full``: the KV cache had no room for another pass; the finisher answered (it has room kept);
+    - ``note_too_long``: a note from the user did not fit the room left in the cache, so it was not written
+      and the run ended there; the finisher answered;
+    - ``stopped``: stopped by the user; the finisher answered.
+    """
 
     answer: str | None
-    reason: str  # answer | budget | eos | context_full | stopped
+    reason: str
     finisher_text: str
     passes: int
     tokens_generated: int

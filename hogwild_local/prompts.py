@@ -119,14 +119,39 @@ def ends_step(step_text: str, token_text: str) -> bool:
     return before.rstrip(CLOSERS).endswith(SENTENCE_ENDS)
 
 
+# a line end, or a sentence end (closers allowed) that whitespace follows: "3.5" and "e.g.," do not end here
+_SENTENCE_END = re.compile("\n|[" + re.escape("".join(SENTENCE_ENDS)) + "][" + re.escape(CLOSERS) + "]*(?=\\s)")
+
+
+def sentence_end(step_text: str, start: int) -> int | None:
+    """Where, at or after ``start``, the first sentence or line of the step text ends (None if none does yet).
+
+    An over-long step ends there even without a blank line (the engine's step limit). A sentence end is only
+    known once the whitespace after it is written, so the end found may lie just before ``start``'s token.
+    """
+    for match in _SENTENCE_END.finditer(step_text, max(0, start - len(CLOSERS) - 1)):
+        if match.end() >= start:
+            return match.end()
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # answers
 
 _BOXED = re.compile(r"\\boxed\{")
+# what a box holds when a model copied the rules' \boxed{answer} (small models do) or a form like \boxed{...}
+# instead of answering: compared in lower case, \text{} removed
+PLACEHOLDERS = frozenset({"", "...", "…", "answer", "the answer", "your answer", "final answer", "the final answer"})
+
+
+def is_placeholder(content: str) -> bool:
+    """Is this box content a placeholder copied from the instructions, not an answer?"""
+    return re.sub(r"\\text\{([^{}]*)\}", r"\1", content).strip().lower() in PLACEHOLDERS
 
 
 def extract_boxed(text: str) -> str | None:
-    """The content of the last complete \\boxed{...} in ``text`` (nested braces allowed), or None."""
+    """The content of the last complete \\boxed{...} in ``text`` that holds an answer (nested braces allowed),
+    or None. Empty boxes and placeholders such as \\boxed{answer} are not answers."""
     answer = None
     for match in _BOXED.finditer(text):
         depth, start = 1, match.end()
@@ -137,7 +162,7 @@ def extract_boxed(text: str) -> str | None:
                 depth -= 1
                 if depth == 0:
                     content = text[start:i].strip()
-                    if content:
+                    if not is_placeholder(content):
                         answer = content
                     break
     return answer

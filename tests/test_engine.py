@@ -8,6 +8,7 @@ import pytest
 from hogwild_local import prompts
 from hogwild_local.backend import Model, Sampler, SamplingParams, Token
 from hogwild_local.engine import EngineError, Generation, RunConfig
+from hogwild_local.events import StepEvent
 from hogwild_local.models import resolve_model
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
@@ -117,6 +118,7 @@ def test_cut_and_dropped_steps_leave_a_consistent_cache(tiny_with_vocab, monkeyp
             assert e.text == ""
     assert any(op == "seq_rm" and args[0] == -1 for op, *args in gen.trace)
     assert gen.ctx.cells_used() == gen.layout.live_cells()
+    assert all(e.cells_used == e.tokens_written for e in events if e.type == "stats")  # freed cells are counted
     worst = replay(spec, gen.trace, gen.layout.block_ranges())
     print(f"\nmax abs error: engine run with cuts and drops {layout}: {worst:.3g}")
     assert worst <= tolerance(1e-4), worst
@@ -269,6 +271,11 @@ def test_prompt_longer_than_context(smollm2):
         list(gen.events())
 
 
+def test_a_negative_step_limit_is_refused(smollm2):
+    with pytest.raises(EngineError, match=r"^the step limit must be 0 \(none\) or a number of tokens, got -1$"):
+        Generation(smollm2, PROBLEM, RunConfig(step_limit=-1))
+
+
 def test_single_worker_and_self_consistency_run(smollm2):
     for method in ("single", "independent", "self-consistency"):
         cfg = RunConfig(method=method, workers=2, budget=16, n_ctx=2048, threads=2, finisher_tokens=8)
@@ -315,3 +322,128 @@ def test_context_full_mid_generation_still_answers(smollm2):
     answer = list(gen.events())[-1]
     assert answer.type == "answer" and answer.reason == "context_full" and answer.passes < 2000
     assert gen.ctx.cells_used() <= gen.ctx.cells_total() == 512
+
+
+@pytest.mark.parametrize("words", [3000, 810])
+def test_a_note_that_does_not_fit_ends_the_run_with_the_finishers_answer(smollm2, words):
+    """A note longer than the context (3000 tokens: LayoutFull once escaped), or one with room in the history
+    block but not in the cache (810 of 1024 cells, the prompt and headers holding ~230: llama_decode failed):
+    the run ends there, not with an exception, and the finisher still answers."""
+    gen = Generation(smollm2, PROBLEM, RunConfig(workers=2, budget=16, n_ctx=1024, threads=2))
+    gen.add_note("word " * words)
+    events = list(gen.events())
+    answer = events[-1]
+    assert answer.type == "answer" and answer.reason == "note_too_long" and answer.passes == 0
+    assert answer.finisher_text and not any(e.type == "step" for e in events)  # the note was not written
+    assert gen.ctx.cells_used() <= gen.ctx.cells_total()
+
+
+def test_notes_are_counted_and_the_cache_is_as_large_as_llama_cpp_made_it(smollm2):
+    """--ctx 520 gives 768 cells: StartEvent says so, and a note that makes the history longer than 520 tokens
+    still fits. Notes and the snapshot's finisher are counted: every token is stored once, so cells_used ==
+    tokens_written at every stats event."""
+    cfg = RunConfig(workers=2, budget=12, n_ctx=520, threads=2, stop_on_answer=False, snapshots=(4,))
+    gen = Generation(smollm2, PROBLEM, cfg)
+    prompt = len(smollm2.tokenize(gen.prompt_text(), add_special=True))
+    gen.add_note("Check the units. " * ((520 - prompt) // 4 + 5))  # 4 tokens each: 20 past 520
+    events = list(gen.events())
+    start, answer = events[0], events[-1]
+    assert start.type == "start" and start.cells_total == gen.ctx.cells_total() == 768
+    notes = [e for e in events if e.type == "step" and e.worker == "User"]
+    assert len(notes) == 1 and start.prompt_tokens + len(smollm2.tokenize(notes[0].text)) > 520
+    stats = [e for e in events if e.type == "stats"]
+    assert len(stats) == 12 and all(s.cells_used == s.tokens_written for s in stats)
+    assert any(e.type == "snapshot" for e in events)
+    assert answer.reason == "budget" and answer.passes == 12
+
+
+@pytest.mark.parametrize("box, answered", [("5", True), ("answer", False), ("", False)])
+def test_a_placeholder_box_is_no_answer(smollm2, monkeypatch, box, answered):
+    """Small models copy the rules' \\boxed{...} form. A step holding \\boxed{answer} or an empty box does not end
+    the run as answered; a real one does (the check can tell). The opener is forced text of each first step."""
+    monkeypatch.setattr(prompts, "opener", lambda worker, n_workers: f" We have \\boxed{{{box}}}.")
+    cfg = RunConfig(workers=2, budget=48, n_ctx=2048, threads=2, step_limit=24, sampling=SamplingParams(seed=0))
+    events = list(Generation(smollm2, PROBLEM, cfg).events())
+    end = events[-1]
+    assert end.answer is None or not prompts.is_placeholder(end.answer)
+    if answered:
+        assert end.reason == "answer" and end.answer == box
+    else:  # the box reached a finished step, and the run went on
+        assert any(f"\\boxed{{{box}}}" in e.text for e in events if e.type == "step")
+        assert end.reason == "budget" and end.passes == 48
+
+
+def long_story_steps(model: Model, limit: int) -> tuple[list[int], list[StepEvent]]:
+    """The soak's story prompt, 4 workers, step_limit ``limit``: the size of each step at its "long" cut (tokens,
+    its header included, as the engine counts them), and the finished steps. Checks the cache accounting."""
+    cfg = RunConfig(workers=4, budget=150, n_ctx=4096, threads=2, stop_on_answer=False, step_limit=limit,
+                    sampling=SamplingParams(seed=0))
+    size: dict[str, int] = {}
+    cuts, steps = [], []
+    for event in Generation(model, "Write a long story about a lighthouse.", cfg).events():
+        if event.type == "token":
+            size[event.worker] = len(model.tokenize(event.text)) if event.forced else size[event.worker] + 1
+        elif event.type == "cut":
+            assert event.reason == "long" and event.text.endswith("\n\n")
+            cuts.append(size[event.worker])
+        elif event.type == "step":
+            steps.append(event)
+        elif event.type == "stats":
+            assert event.cells_used == event.tokens_written
+    return cuts, steps
+
+
+def test_step_limit_ends_long_steps(smollm2):
+    """The soak's failure: on a story, SmolLM2 workers copy the view's section headers, or loop on "[1] [1] [1]",
+    and never end a step, so no work reaches the history. Past step_limit tokens a step ends at its next line or
+    sentence end, past twice the limit at once: every worker's steps reach the history."""
+    limit = 40
+    cuts, steps = long_story_steps(smollm2, limit)
+    assert len(cuts) >= 6 and len(steps) >= len(cuts) and len({s.worker for s in steps}) == 4
+    assert all(limit < n <= 2 * limit + 1 for n in cuts), cuts
+    assert any(n < 2 * limit for n in cuts)  # some ended at a sentence or line end
+
+
+def test_a_step_with_no_sentence_end_ends_at_twice_the_limit(smollm2, monkeypatch):
+    monkeypatch.setattr(prompts, "sentence_end", lambda step_text, start: None)
+    cuts, steps = long_story_steps(smollm2, 30)
+    assert len(cuts) >= 8 and set(cuts) == {61} and len(steps) >= len(cuts)
+
+
+def test_notes_and_the_finisher_are_decoded_in_pieces_of_a_pass(smollm2):
+    """llama.cpp's compute memory grows with tokens x cells: the finisher's ~20-token prompt in one decode, at
+    the run's largest cache, raised RSS by 20 % in a soak. A note and the finisher prompt go W tokens at a time."""
+    workers = 3
+    gen = Generation(smollm2, PROBLEM, RunConfig(workers=workers, budget=6, n_ctx=2048, threads=2))
+    gen.trace = []
+    note = "Check the units, and say which month had more clips."
+    gen.add_note(note)
+    events = list(gen.events())
+    common, finisher = gen.layout.common, gen.layout.finisher
+    prompt = events[0].prompt_tokens
+    pieces = {"note": [], "finisher": []}
+    for op, *args in gen.trace:
+        if op == "decode" and all(prompt <= t.pos < common.end for t in args[0]):
+            pieces["note"].append(len(args[0]))
+        elif op == "decode" and all(finisher.start <= t.pos < finisher.end for t in args[0]):
+            pieces["finisher"].append(len(args[0]))
+    assert sum(pieces["note"]) == len(smollm2.tokenize(f"**User:** {note}\n\n")) > workers
+    assert sum(pieces["finisher"]) > len(smollm2.tokenize(prompts.FINISHER)) > workers  # its prompt, its answer
+    assert max(pieces["note"] + pieces["finisher"]) == workers
+    assert events[-1].type == "answer" and events[-1].finisher_text
+
+
+def test_a_long_step_keeps_the_token_that_ends_its_sentence(smollm2, monkeypatch):
+    """SmolLM2 writes "." and "\\n" as two tokens, Qwen2.5 writes ".\\n" as one: a step past the limit may end
+    right after the token just sampled, which is not in the cache yet. It must be written with the blank line:
+    the history in the cache reads exactly as the finished steps. Here every token past the limit ends one."""
+    monkeypatch.setattr(prompts, "sentence_end", lambda step_text, start: len(step_text))
+    cfg = RunConfig(workers=2, budget=60, n_ctx=2048, threads=2, step_limit=16, stop_on_answer=False,
+                    sampling=SamplingParams(seed=1))
+    gen = Generation(smollm2, PROBLEM, cfg)
+    events = list(gen.events())
+    steps = [e.text for e in events if e.type == "step"]
+    assert len(steps) >= 4 and {e.reason for e in events if e.type == "cut"} == {"long"}
+    cached = b"".join(smollm2.token_bytes(t) for t in gen._written[gen.layout.common.id]).decode()
+    assert cached == "".join(steps)
+    assert gen.ctx.cells_used() == gen.layout.live_cells()

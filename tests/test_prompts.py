@@ -41,10 +41,37 @@ def test_step_body_ignores_header_self_check_and_spacing():
         ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
         ("\\boxed{12", None),  # not closed
         ("no box here", None),
+        ("write it as \\boxed{answer}.", None),  # the placeholder small models copy from the rules
+        ("\\boxed{ Answer }, \\boxed{\\text{the answer}}, \\boxed{...}, \\boxed{}", None),
+        ("\\boxed{7} and then \\boxed{answer}", "7"),  # the last box that holds an answer
+        ("\\boxed{answer = 7}", "answer = 7"),  # a real answer that mentions the word
     ],
 )
 def test_extract_boxed(text, answer):
     assert prompts.extract_boxed(text) == answer
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_rules_hold_no_answer(workers):
+    """The rules show \\boxed{answer}: a worker or finisher that copies them has not answered."""
+    assert "\\boxed{answer}" in prompts.rules(workers)
+    assert prompts.extract_boxed(prompts.rules(workers)) is None
+
+
+@pytest.mark.parametrize(
+    "text, start, at",
+    [
+        ("**Bob [2]:** It was dark.", 23, None),  # a full stop: the sentence may go on ("3.5", "e.g.")
+        ("**Bob [2]:** It was dark. The", 25, 25),  # whitespace after it: the end lies before this token
+        ("**Bob [2]:** It was dark.\n", 25, 25),  # the newline token completes the sentence end
+        ("**Bob [2]:** Pi is 3.14", 21, None),  # a decimal point
+        ("**Bob [2]:** \"Go!\" she said", 18, 18),  # closing quotes belong to the sentence
+        ("**Bob [2]:** ## Chapter one\n", 27, 28),  # a line end (a heading, a list item) without a full stop
+        ("**Bob [2]:** A. B. C", 17, 18),  # the first end at or after the start
+    ],
+)
+def test_sentence_end(text, start, at):
+    assert prompts.sentence_end(text, start) == at
 
 
 @pytest.mark.parametrize(
