@@ -16,9 +16,6 @@ import click
 
 from .layout import WORKER_NAMES
 
-# why a run ended (AnswerEvent.reason), as the terminal says it
-END_REASONS = {"answer": "a worker wrote an answer", "budget": "budget used", "eos": "every worker stopped",
-               "context_full": "the context is full (use a larger --ctx)", "stopped": "stopped by you"}
 COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
 
 def generation_options(func):
@@ -59,6 +56,9 @@ def generation_options(func):
         click.option("--drop-repeats", is_flag=True,
                      help="Free a finished step that repeats a step its worker has seen word for word, "
                           "instead of adding it to the history."),
+        click.option("--step-limit", type=click.IntRange(0), default=300, show_default=True,
+                     help="A step longer than this many tokens ends at its next sentence end, so work reaches "
+                          "the shared history (0 = no limit)."),
         click.option("--ctx", "n_ctx", type=click.IntRange(256), default=8192, show_default=True,
                      help="KV cache cells (all workers together)."),
         click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16", show_default=True,
@@ -94,6 +94,7 @@ def make_config(opts: dict):
                      sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
                      check_repeats=opts.get("check_repeats", False),
                      end_at_headers=opts.get("end_at_headers", False), drop_repeats=opts.get("drop_repeats", False),
+                     step_limit=opts["step_limit"],
                      n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
 
 
@@ -192,7 +193,7 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     """
     from .backend import BackendError
     from .engine import EngineError, Generation
-    from .events import to_dict
+    from .events import END_REASONS, to_dict
     from .transcript import TranscriptError, TranscriptWriter
 
     problem = read_problem(problem)
@@ -234,7 +235,10 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                     click.echo(json.dumps(to_dict(event), ensure_ascii=False))
                     sys.stdout.flush()  # one line per event, as it happens, also into a pipe
                     continue
-                if event.type == "token":
+                if event.type == "start" and event.cells_total != config.n_ctx:
+                    click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx {config.n_ctx} "
+                               "up)", err=True)
+                elif event.type == "token":
                     printer.token(event.worker, event.text)
                     sys.stdout.flush()
                 elif event.type == "step":

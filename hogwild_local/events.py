@@ -123,6 +123,16 @@ class AnswerEvent:
 
 Event = StartEvent | TokenEvent | StepEvent | CutEvent | StatsEvent | SnapshotEvent | AnswerEvent
 
+# AnswerEvent.reason as the CLI and the TUI say it (the list above says who answered)
+END_REASONS = {
+    "answer": "a worker wrote an answer",
+    "budget": "the budget was spent; the finisher answered",
+    "eos": "every worker ended its text; the finisher answered",
+    "context_full": "the context is full (use a larger --ctx); the finisher answered",
+    "note_too_long": "the note did not fit the context; the finisher answered",
+    "stopped": "stopped by you; the finisher answered",
+}
+
 
 def to_dict(event: Event) -> dict:
     """The JSON form of an event (``pass_`` is written ``pass``)."""

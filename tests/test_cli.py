@@ -126,6 +126,16 @@ def test_single_method_records_one_worker(smollm2_path):
     assert json.loads(out.stdout.splitlines()[0])["config"]["workers"] == 1
 
 
+def test_a_rounded_context_is_stated_and_the_step_limit_reaches_the_engine(smollm2_path):
+    out = hogwild("run", "What is 2+2?", "-m", smollm2_path, "--ctx", "600", "--step-limit", "40", "-b", "2",
+                  "--threads", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    start = json.loads(out.stdout.splitlines()[0])
+    assert start["cells_total"] == 768 and start["config"]["step_limit"] == 40
+    plain = hogwild("run", "What is 2+2?", "-m", smollm2_path, "--ctx", "600", "-b", "2", "--threads", "2")
+    assert "(the cache holds 768 cells: llama.cpp rounds --ctx 600 up)" in plain.stderr.splitlines()
+
+
 def test_bench_refuses_what_the_engine_refuses(tmp_path):
     from tiny_gguf import write_tiny_mamba
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..events import AnswerEvent
-
-REASONS = {
-    "answer": "a worker wrote \\boxed{...}",
-    "budget": "the budget was spent; the finisher wrote the answer",
-    "eos": "every worker ended its text; the finisher wrote the answer",
-    "context_full": "the context is full; the finisher wrote the answer",
-    "stopped": "stopped by you; the finisher wrote the answer",
-}
+from ..events import END_REASONS, AnswerEvent
 
 
 class AnswerPanel(Static):
@@ -41,7 +33,7 @@ class AnswerPanel(Static):
         """Show the end of a run."""
         self.answer, self.reason = event.answer, event.reason
         text = Text.assemble(("Answer: ", "bold"), (event.answer or "(none found)", "bold green"),
-                             "  ", ("reason: ", "bold"), f"{event.reason} ({REASONS.get(event.reason, '')})")
+                             "  ", ("reason: ", "bold"), f"{event.reason} ({END_REASONS.get(event.reason, '')})")
         totals = f"\n{event.passes} passes · {event.tokens_generated} tokens · {event.elapsed_s:.1f} s"
         if event.votes:
             totals += " · votes " + ", ".join(f"{a}: {n}" for a, n in event.votes.items())
