@@ -151,7 +151,8 @@ def test_results_file(evaluated, smollm2_path):
         b8, b16 = r["budgets"]["8"], r["budgets"]["16"]
         workers = 2 if r["method"] == "hogwild-2" else 1
         assert 0 < b8["tokens"] <= b16["tokens"] <= 16 * workers
-        assert 0 < b8["wall_s"] <= b16["wall_s"]
+        # not monotonic: the 8-pass time includes its own finisher, the 16-pass one not if a worker answered
+        assert b8["wall_s"] > 0 and b16["wall_s"] > 0
         for item in (b8, b16):
             assert item["correct"] == is_correct(item["answer"], r["reference"])
             assert item["source"] in ("finisher", "answer", "vote")
