@@ -157,13 +157,7 @@ def write_tiny_model(
             writer.add_key_value(key, value, vtype, sub_type)
     else:
         writer.add_tokenizer_model("no_vocab")
-    for name, array in tensors.items():
-        writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
+    _write_tensors(writer, tensors)
     return TinyModel(
         path=path,
         arch=arch,
@@ -242,10 +236,15 @@ def write_tiny_mamba(path: str | Path, *, n_vocab: int = 64, n_embd: int = 32, n
     writer.add_ssm_time_step_rank(dt_rank)
     writer.add_vocab_size(n_vocab)
     writer.add_tokenizer_model("no_vocab")
+    _write_tensors(writer, tensors)
+    return Path(path)
+
+
+def _write_tensors(writer: gguf.GGUFWriter, tensors: dict[str, np.ndarray]) -> None:
+    """Add ``tensors`` and write the whole file (header, metadata, data)."""
     for name, array in tensors.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return Path(path)
