@@ -38,13 +38,12 @@ from .library import (
     LLAMA_CPP_PYTHON_VERSION,
     SelfTest,
     cache_dir,
-    cached_verdict,
     cpu_identity,
     fingerprint_wheel,
     installed_package_dir,
     installed_verdict,
     run_self_test,
-    save_verdict,
+    verdict_for,
 )
 
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
@@ -533,16 +532,16 @@ def wheel_verdict(wheel: Path) -> SelfTest:
     fingerprint = fingerprint_wheel(wheel)
     if fingerprint is None:
         return SelfTest(False, f"{wheel.name} holds no llama.cpp library")
-    verdict = cached_verdict(fingerprint)
-    if verdict is None:
+
+    def test_unpacked() -> SelfTest:
         _say(f"Self-testing {wheel.name} on this CPU ...")
         (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="selftest-", dir=cache_dir() / "tmp") as unpacked:
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(unpacked)
-            verdict = run_self_test([Path(unpacked)], lib_dir=Path(unpacked) / "llama_cpp" / "lib")
-        save_verdict(fingerprint, verdict)
-    return verdict
+            return run_self_test([Path(unpacked)], lib_dir=Path(unpacked) / "llama_cpp" / "lib")
+
+    return verdict_for(fingerprint, test_unpacked)
 
 
 def _failed_build_hint(key: BuildKey, amx: bool, log_path: Path) -> str:
@@ -575,7 +574,8 @@ def build_backend(
             _say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
                  f"is up to date (build {key.digest}).")
             return installed_lib_dir()
-        _say(f"The installed build {key.digest} fails its self-test on this CPU ({tested[1].detail}); building it again.")
+        _say(f"The installed build {key.digest} fails its self-test on this CPU ({tested[1].detail}); "
+             "building it again.")
         force = True
     cache = cache_dir()
     wheel = None if force else cached_wheel(cache, key)
@@ -602,8 +602,8 @@ def build_backend(
                                 workdir / "out", log_path)
             verdict = wheel_verdict(built)
             if not verdict.ok:
-                raise _error(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor installed.",
-                             _failed_build_hint(key, amx, log_path))
+                raise _error(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor "
+                             "installed.", _failed_build_hint(key, amx, log_path))
             wheel_dir = cache / "wheels" / key.digest
             shutil.rmtree(wheel_dir, ignore_errors=True)
             wheel_dir.mkdir()

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def installed_package_dir() -> Path | None:
 
 
 def library_dir(package_dir: Path) -> Path:
-    """Folder the libraries are loaded from: $LLAMA_CPP_LIB_PATH (llama-cpp-python honours it), else the package's lib/."""
+    """Folder the libraries are loaded from: $LLAMA_CPP_LIB_PATH (llama-cpp-python honours it), else lib/."""
     override = os.environ.get("LLAMA_CPP_LIB_PATH")
     return Path(override) if override else package_dir / "lib"
 
@@ -155,13 +155,25 @@ def cached_verdict(fingerprint: str) -> SelfTest | None:
         return None
 
 
-def save_verdict(fingerprint: str, verdict: SelfTest) -> None:
+def _save_verdict(fingerprint: str, verdict: SelfTest) -> None:
     """Keep ``verdict`` for these library files on this CPU (written whole, then renamed)."""
     path = _verdict_path(fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(asdict(verdict)) + "\n")
     partial.replace(path)
+
+
+def verdict_for(fingerprint: str, test: Callable[[], SelfTest], *, refresh: bool = False) -> SelfTest:
+    """The verdict kept for these library files on this CPU, else the one ``test()`` gives, which is kept.
+
+    ``refresh`` ignores a kept verdict.
+    """
+    verdict = None if refresh else cached_verdict(fingerprint)
+    if verdict is None:
+        verdict = test()
+        _save_verdict(fingerprint, verdict)
+    return verdict
 
 
 def installed_verdict(refresh: bool = False) -> tuple[str, SelfTest] | None:
@@ -174,11 +186,8 @@ def installed_verdict(refresh: bool = False) -> tuple[str, SelfTest] | None:
     fingerprint = fingerprint_dir(library_dir(package)) if package else None
     if fingerprint is None:
         return None
-    verdict = None if refresh else cached_verdict(fingerprint)
-    if verdict is None:
-        verdict = run_self_test()  # the child inherits LLAMA_CPP_LIB_PATH, if set
-        save_verdict(fingerprint, verdict)
-    return fingerprint, verdict
+    # the child inherits LLAMA_CPP_LIB_PATH, if set
+    return fingerprint, verdict_for(fingerprint, run_self_test, refresh=refresh)
 
 
 def failure_message(verdict: SelfTest) -> str:
