@@ -277,6 +277,7 @@ class Model(NativeHandle):
             detail = last_log_error()
             raise BackendError(f"llama.cpp could not load {path.name}" + (f": {detail}" if detail else ""))
         self.path = path
+        self.n_gpu_layers = n_gpu_layers
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.info = self._read_info()
 

@@ -72,14 +72,17 @@ class LockstepResult:
 
 
 def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKind, *, n_workers: int = 3,
-                 capacity: int = 96, n_ctx: int = 1024, passes: int = 14, seed: int = 1) -> LockstepResult:
+                 capacity: int = 96, n_ctx: int = 1024, passes: int = 14, seed: int = 1,
+                 flash_attn: bool = False) -> LockstepResult:
     """Run ``passes`` lock-step passes of ``n_workers`` workers on a layout of ``capacity`` positions per block,
-    in a cache of ``n_ctx`` cells, and compare every logit with the reference."""
+    in a cache of ``n_ctx`` cells, and compare every logit with the reference. With ``flash_attn`` the Hogwild
+    passes take the fused attention kernel where the build has it (CPU), else the stock-op graph."""
     rng = random.Random(seed)
     layout = Layout(kind, n_workers, capacity=capacity, header_lengths=(2, 1, 2))
     mirror = ReferenceRun(spec, layout)
     worst = 0.0
-    with model.context(n_ctx=n_ctx, n_seq=n_workers, n_batch=64, cache_type=cache_type, n_threads=2) as ctx:
+    with model.context(n_ctx=n_ctx, n_seq=n_workers, n_batch=64, cache_type=cache_type, n_threads=2,
+                       flash_attn=flash_attn) as ctx:
         enable_views(ctx, layout)
 
         def run(tokens: list[Token]) -> None:

@@ -140,12 +140,15 @@ def test_keys_follow_block_table_changes(tiny, cache_type):
 # 3 + 4. W lock-step workers on a real layout that changes every pass, with step completions
 
 
+@pytest.mark.parametrize("attention", ["graph", "fused"])
 @pytest.mark.parametrize("kind", [LayoutKind.COMBINED, LayoutKind.STEPWISE])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
-def test_lockstep_workers_match_reference(tiny, cache_type, kind, monkeypatch):
+def test_lockstep_workers_match_reference(tiny, cache_type, kind, attention, monkeypatch):
+    """``graph``: flash attention off, Hogwild passes through the stock-op graph; ``fused``: flash attention on,
+    through the fused kernel on the CPU (with layers on a GPU: the graph again, with flash attention's V layout)."""
     monkeypatch.setenv("LLAMA_KV_CACHE_DEBUG", "3")  # llama.cpp then logs the cell map before placing a batch
     spec, model = tiny
-    result = run_lockstep(spec, model, cache_type, kind)
+    result = run_lockstep(spec, model, cache_type, kind, flash_attn=attention == "fused")
     assert result.cells_used == result.layout.live_cells() == result.mirror_cells
     # the compaction keeps the history (block 0: canonical positions below the capacity) below the other blocks
     cells = last_cell_map()
@@ -153,21 +156,22 @@ def test_lockstep_workers_match_reference(tiny, cache_type, kind, monkeypatch):
     common = [i for i, pos in enumerate(cells) if pos is not None and pos < capacity]
     others = [i for i, pos in enumerate(cells) if pos is not None and pos >= capacity]
     assert len(common) > result.prompt_len and others and max(common) < min(others), cells
-    print(f"\nmax abs error: lockstep {spec.arch} {cache_type} {kind.value}: {result.worst:.3g}")
+    print(f"\nmax abs error: lockstep {spec.arch} {cache_type} {kind.value} {attention}: {result.worst:.3g}")
     assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
+@pytest.mark.parametrize("attention", ["graph", "fused"])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
-def test_lockstep_precision_at_full_context(tiny, cache_type):
+def test_lockstep_precision_at_full_context(tiny, cache_type, attention):
     """The same at a real size: 8 workers, blocks of 131072 positions in a cache of 131072 cells, so the
     last step block starts near position 1.2M. The error must not grow with the context size."""
     spec, model = tiny
     result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED, n_workers=8, capacity=131072,
-                          n_ctx=131072, passes=9)
+                          n_ctx=131072, passes=9, flash_attn=attention == "fused")
     assert result.layout.steps[-1].start > 8 * 131072
     assert result.cells_used == result.layout.live_cells() == result.mirror_cells
     assert len(result.layout.history) == 3  # three steps joined the history (K-shifts from ~1M positions)
-    print(f"\nmax abs error: lockstep W=8 n_ctx=131072 {spec.arch} {cache_type}: {result.worst:.3g}")
+    print(f"\nmax abs error: lockstep W=8 n_ctx=131072 {spec.arch} {cache_type} {attention}: {result.worst:.3g}")
     assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
