@@ -7,13 +7,14 @@ QwQ-32B, the DeepSeek-R1 distills, Qwen3 and Qwen2.5-Coder (``chat_templates``),
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import jinja2
 import pytest
-
 from chat_templates import DEEPSEEK_R1_DISTILL, QWEN3, QWEN25_CODER, QWQ_32B
+from test_cli import hogwild
+from tiny_gguf import write_tiny_model
+from where import VOCAB
+
 from hogwild_local import prompts, thinking
 from hogwild_local.backend import Model, SamplingParams
 from hogwild_local.engine import EngineError, Generation, RunConfig
@@ -21,8 +22,6 @@ from hogwild_local.evaluate import _settings
 from hogwild_local.events import AnswerEvent, StartEvent
 from hogwild_local.models import resolve_model
 from hogwild_local.thinking import Sign
-from tiny_gguf import write_tiny_model
-from where import VOCAB
 
 TEMPLATES = {"qwq-32b": QWQ_32B, "deepseek-r1-distill": DEEPSEEK_R1_DISTILL, "qwen3": QWEN3,
              "qwen2.5-coder": QWEN25_CODER, "smollm2": None}  # None: the vocabulary's own template
@@ -33,8 +32,8 @@ SIGNS = {"qwq-32b": (Sign.OPENS, Sign.MENTIONS), "deepseek-r1-distill": (Sign.OP
 CHATML = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"  # llama.cpp's chatml: no system prompt
 HEADERS = {name: CHATML for name in TEMPLATES} | {"deepseek-r1-distill": "<｜User｜>{}<｜Assistant｜>"}
 ENDS = {  # what the prompt ends with, after the assistant header, per mode
-    **dict.fromkeys(REASONING, {"auto": "<think>\n", "on": "<think>\n", "off": "<think>\n\n</think>\n\n"}),
-    **dict.fromkeys(INSTRUCT, {"auto": "", "on": "<think>\n", "off": ""}),
+    name: {"auto": "<think>\n", "on": "<think>\n", "off": "<think>\n\n</think>\n\n"} if name in REASONING
+    else {"auto": "", "on": "<think>\n", "off": ""} for name in TEMPLATES
 }
 BLOCKS = {"<think>\n": "open", "<think>\n\n</think>\n\n": "closed", "": "none"}
 PROBLEM = "What is 2 + 3?"
@@ -223,9 +222,8 @@ def test_block_states():
     (["--think", "off"], "off", "closed"),
 ])
 def test_think_option(models, args, mode, block):
-    out = subprocess.run([sys.executable, "-m", "hogwild_local", "run", PROBLEM, "-m", str(models["qwq-32b"].path),
-                          "-b", "2", "--threads", "2", "--ctx", "1024", "--json", *args],
-                         capture_output=True, text=True, timeout=300)
+    out = hogwild("run", PROBLEM, "-m", str(models["qwq-32b"].path), "-b", "2", "--threads", "2", "--ctx", "1024",
+                  "--json", *args)
     assert out.returncode == 0, out.stderr
     start = json.loads(out.stdout.splitlines()[0])
     assert start["config"]["think"] == mode and start["thinking"]["block"] == block
@@ -233,14 +231,12 @@ def test_think_option(models, args, mode, block):
 
 def test_think_note_and_bad_value(models):
     path = str(models["qwq-32b"].path)
-    out = subprocess.run([sys.executable, "-m", "hogwild_local", "run", PROBLEM, "-m", path, "-b", "1",
-                          "--threads", "2", "--ctx", "1024"], capture_output=True, text=True, timeout=300)
+    out = hogwild("run", PROBLEM, "-m", path, "-b", "1", "--threads", "2", "--ctx", "1024")
     assert out.returncode == 0, out.stderr
     assert ("(thinking: the prompt opens a thinking block for the workers: its chat template opens a thinking "
             "block after the assistant header; its chat template handles <think> blocks; --think off skips it)"
             in out.stderr.splitlines())
-    bad = subprocess.run([sys.executable, "-m", "hogwild_local", "run", PROBLEM, "--think", "maybe"],
-                         capture_output=True, text=True, timeout=300)
+    bad = hogwild("run", PROBLEM, "--think", "maybe")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.splitlines()[-1] == "Error: Invalid value for '--think': 'maybe' is not one of 'auto', 'on', 'off'."
 
