@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from .layout import WORKER_NAMES
+from .thinking import SIGN_TEXT, Sign, ThinkMode
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
 
@@ -46,7 +47,13 @@ def generation_options(func):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
                      help="Greedy tokens for the final answer when the budget runs out."),
-        click.option("--think", is_flag=True, help="Open a thinking block (reasoning models)."),
+        click.option("--think", type=click.Choice([m.value for m in ThinkMode]), default=ThinkMode.AUTO.value,
+                     is_flag=False, flag_value=ThinkMode.ON.value, show_default=True,
+                     help="The thinking block of reasoning models, where the workers write. auto: opened for "
+                          "models whose chat template or vocabulary shows they reason (QwQ, DeepSeek-R1 distills, "
+                          "Qwen3), nothing for instruct models; on: always opened; off: reasoning models get an "
+                          "empty, closed block and answer without thinking (Qwen3's enable_thinking=false). "
+                          "--think alone means on."),
         click.option("--check-repeats", is_flag=True,
                      help="When a worker's step repeats a finished step word for word, open its next step with "
                           "the self-check question (small models tend to loop)."),
@@ -235,9 +242,13 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
                     click.echo(json.dumps(to_dict(event), ensure_ascii=False))
                     sys.stdout.flush()  # one line per event, as it happens, also into a pipe
                     continue
-                if event.type == "start" and event.cells_total != config.n_ctx:
-                    click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx {config.n_ctx} "
-                               "up)", err=True)
+                if event.type == "start":
+                    if event.cells_total != config.n_ctx:
+                        click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx "
+                                   f"{config.n_ctx} up)", err=True)
+                    note = thinking_note(event.thinking)
+                    if note:
+                        click.echo(note, err=True)
                 elif event.type == "token":
                     printer.token(event.worker, event.text)
                     sys.stdout.flush()
@@ -267,6 +278,17 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
         sys.exit(128 + stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a killed command
     if transcript_lost:
         sys.exit(1)
+
+
+def thinking_note(start: dict) -> str | None:
+    """One line on the thinking block the prompt ends with (a start event's ``thinking``), None if there is none."""
+    if start.get("block") == "open":
+        why = "; ".join(SIGN_TEXT[Sign(sign)] for sign in start.get("signs", ())) or "asked for with --think on"
+        return f"(thinking: the prompt opens a thinking block for the workers: {why}; --think off skips it)"
+    if start.get("block") == "closed":
+        return ("(thinking off: the prompt ends with an empty thinking block, so the model answers without "
+                "thinking; --think auto lets it think)")
+    return None
 
 
 def read_problem(problem: str | None) -> str:
@@ -329,6 +351,7 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
     from .engine import EngineError, check_model
     from .library import failure_message, installed_verdict
     from .models import ModelError, resolve_model
+    from .thinking import for_model
 
     tested = installed_verdict(refresh=True)  # in a child process: a library that crashes cannot take doctor along
     report: dict = {"self_test": None if tested is None else {"fingerprint": tested[0], **asdict(tested[1])}}
@@ -343,7 +366,7 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
             with Model(resolve_model(model_spec, progress=False)) as model:
                 check_model(model)
                 report["model"] = {"ok": True, "path": str(model.path), "architecture": model.info.architecture,
-                                   "params": model.info.n_params}
+                                   "params": model.info.n_params, "thinking": for_model(model).describe()}
         except (ModelError, BackendError, EngineError) as err:
             report["model"] = {"ok": False, "error": str(err)}
             ok = False
@@ -366,6 +389,8 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
         if "model" in report:
             m = report["model"]
             click.echo(f"model     {'ok: ' + m['architecture'] + ' ' + m['path'] if m['ok'] else 'NOT OK: ' + m['error']}")
+            if m["ok"]:
+                click.echo(f"          {m['thinking']} (--think auto follows this)")
     sys.exit(0 if ok else 1)
 
 

@@ -15,6 +15,9 @@ cut), ``drop_repeats`` frees a finished step that repeats one the worker has see
 of adding it to the history.
 When the budget ends without an answer, a final-answer sequence that sees the history and
 everyone's unfinished steps decodes greedily after a short "time is up" sentence.
+Reasoning models (``hogwild_local.thinking``): the prompt opens a thinking block where the model expects
+one (``think``: auto, on, off), the workers' steps are written inside it, and the finisher closes it
+before asking for the answer when it is still open where the finisher writes.
 
 Methods (same budget accounting: passes, prefill and finisher excluded):
 - ``hogwild``: the shared cache (layout combined, or contiguous / stepwise for ablation);
@@ -33,7 +36,7 @@ from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 
-from . import prompts
+from . import prompts, thinking
 from .backend import BackendError, Context, Model, Sampler, SamplingParams, Token
 from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
 from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
@@ -76,7 +79,7 @@ class RunConfig:
     # a step longer than this many tokens (header included) ends at its next sentence or line end (at twice as
     # many, at once), so that work reaches the history even when a worker never writes a blank line; 0 = no limit
     step_limit: int = 300
-    think: bool = False  # open a thinking block for reasoning models whose template does not
+    think: str = "auto"  # thinking block (a ThinkMode value): auto follows the model, on / off force it
     n_ctx: int = 8192
     cache_type: str = "f16"
     threads: int | None = None
@@ -135,8 +138,13 @@ class Generation:
             raise EngineError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
         if config.step_limit < 0:
             raise EngineError(f"the step limit must be 0 (none) or a number of tokens, got {config.step_limit}")
+        modes = [m.value for m in thinking.ThinkMode]
+        if config.think not in modes:
+            raise EngineError(f"unknown thinking mode {config.think!r}; choose one of {', '.join(modes)}")
         check_model(model)
         self.model, self.problem, self.config = model, problem, config
+        self.thinking = thinking.for_model(model)
+        self._prompt = ""  # the prompt text of the run (set when it starts)
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -151,9 +159,11 @@ class Generation:
         self.trace: list[tuple] | None = None
 
     def prompt_text(self) -> str:
-        """The prompt exactly as written into the common block: the chat template around the rules and problem."""
+        """The prompt exactly as written into the common block: the chat template around the rules and problem,
+        then the thinking block the mode asks for (:meth:`thinking.Thinking.tail`; nothing for an instruct model
+        unless ``think`` is on)."""
         text = self.model.apply_chat_template([("user", prompts.user_message(self.problem, self.config.n_workers))])
-        return text + "<think>\n" if self.config.think else text
+        return text + self.thinking.tail(text, self.config.think)
 
     # control (thread-safe) ---------------------------------------------------------------------------
 
@@ -183,10 +193,11 @@ class Generation:
         n = cfg.n_workers
         t0 = time.perf_counter()
 
-        prompt = model.tokenize(self.prompt_text(), add_special=True)
+        self._prompt = self.prompt_text()
+        prompt = model.tokenize(self._prompt, add_special=True)
         headers = [model.tokenize(t) for t in (prompts.OTHERS_HEADER, prompts.MARKER, prompts.OWN_HEADER)]
-        finisher_prompt = model.tokenize(prompts.FINISHER)
-        finisher_room = len(finisher_prompt) + cfg.finisher_tokens
+        # the finisher's prompt depends on the thinking block at the end (see _finish): room for the longer one
+        finisher_room = max(len(model.tokenize(prompts.finisher(s))) for s in (False, True)) + cfg.finisher_tokens
         if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
             raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
 
@@ -205,7 +216,9 @@ class Generation:
             raise EngineError(f"{model.info.architecture}: {err}") from None
 
         yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt),
-                         cells_total=ctx.cells_total())
+                         cells_total=ctx.cells_total(),
+                         thinking={"signs": [sign.value for sign in self.thinking.signs],
+                                   "block": thinking.block_state(self._prompt)})
 
         # prefill: the prompt once for everyone, then the shared header texts
         everyone = tuple(range(n))
@@ -317,19 +330,20 @@ class Generation:
                 tokens_written=self._tokens_written, elapsed_s=elapsed,
             )
             if passes in cfg.snapshots and passes < cfg.budget:
-                snap = answer if answer is not None else self._final_answer(ctx, finisher_prompt, workers)[0]
+                snap = answer if answer is not None else self._final_answer(ctx, workers)[0]
                 yield SnapshotEvent(passes, snap, "answer" if answer is not None else "finisher",
                                     generated, time.perf_counter() - t0)
             if answer is not None:
                 break
 
         votes: dict[str, int] = {}
-        finisher_text = ""
+        finisher_prompt = finisher_text = ""
         if answer is None:
-            answer, finisher_text, votes = self._final_answer(ctx, finisher_prompt, workers)
+            answer, finisher_prompt, finisher_text, votes = self._final_answer(ctx, workers)
         yield AnswerEvent(
             answer=answer, reason=reason, finisher_text=finisher_text, passes=passes,
             tokens_generated=sum(w.generated for w in workers), elapsed_s=time.perf_counter() - t0, votes=votes,
+            finisher_prompt=finisher_prompt,
         )
 
     # pieces of the loop --------------------------------------------------------------------------------
@@ -459,18 +473,32 @@ class Generation:
             yield StepEvent("User", 0, text, pass_)
         return True
 
-    def _final_answer(self, ctx: Context, finisher_prompt: list[int],
-                      workers: list[Worker]) -> tuple[str | None, str, dict[str, int]]:
-        """The finisher's answer (self-consistency: one finisher per worker and a majority vote)."""
+    def _final_answer(self, ctx: Context, workers: list[Worker]) -> tuple[str | None, str, str, dict[str, int]]:
+        """The finisher's answer, its prompt and its text (self-consistency: one finisher per worker and a
+        majority vote; their prompts and texts are not kept)."""
         if self.config.method == "self-consistency":
-            answers = [self._finish(ctx, finisher_prompt, [w.index])[0] for w in workers]
+            answers = [self._finish(ctx, [w.index])[0] for w in workers]
             votes = dict(Counter(a for a in answers if a is not None))
-            return (max(votes, key=votes.get) if votes else None), "", votes
-        answer, text = self._finish(ctx, finisher_prompt, [w.index for w in workers])
-        return answer, text, {}
+            return (max(votes, key=votes.get) if votes else None), "", "", votes
+        answer, prompt, text = self._finish(ctx, [w.index for w in workers])
+        return answer, prompt, text, {}
 
-    def _finish(self, ctx: Context, finisher_prompt: list[int], workers: list[int]) -> tuple[str | None, str]:
-        """Greedy final answer from a sequence that sees the history and the given workers' current steps."""
+    def _finisher_prompt(self, workers: list[int]) -> str:
+        """The finisher's prompt for what it sees: it closes a thinking block still open there.
+
+        What it sees is the prompt, the history and the given workers' current steps, in that order; the
+        tokens are read back with special tokens spelled out, since ``</think>`` may be one.
+        """
+        tokens = [*self._written[self.layout.common.id],
+                  *(tok for w in workers for tok in self._written[self.layout.steps[w].id])]
+        seen = b"".join(self.model.token_bytes(tok, special=True) for tok in tokens).decode("utf-8", "replace")
+        return prompts.finisher(thinking.is_open(seen, opened=thinking.ends_open(self._prompt)))
+
+    def _finish(self, ctx: Context, workers: list[int]) -> tuple[str | None, str, str]:
+        """Greedy final answer from a sequence that sees the history and the given workers' current steps:
+        the answer, the prompt the finisher was given, and what it wrote."""
+        text_prompt = self._finisher_prompt(workers)
+        finisher_prompt = self.model.tokenize(text_prompt)
         layout, seq = self.layout, self.layout.n_workers
         old = layout.reset_finisher()
         if len(old):
@@ -503,7 +531,7 @@ class Generation:
             pass
         finally:
             greedy.close()
-        return prompts.extract_boxed("\\boxed{" + text + ("}" if "}" not in text else "")), text
+        return prompts.extract_boxed("\\boxed{" + text + ("}" if "}" not in text else "")), text_prompt, text
 
 
 def _config_dict(cfg: RunConfig) -> dict:

@@ -391,6 +391,8 @@ def _settings(header: dict) -> dict:
     settings = {key: header.get(key, COMPATIBLE_DEFAULTS.get(key)) for key in COMPATIBLE_KEYS}
     if isinstance(settings["sampling"], dict):  # sampler settings added later (DRY) were at their defaults
         settings["sampling"] = {**asdict(SamplingParams()), **settings["sampling"]}
+    if isinstance(settings["think"], bool):  # before the thinking modes: a flag that opened a block, or nothing,
+        settings["think"] = "on" if settings["think"] else "auto"  # as auto does on the instruct models used then
     return settings
 
 

@@ -14,12 +14,15 @@ class StartEvent:
     """The run begins: its configuration, the model, and the KV cache's real size.
 
     ``cells_total``: llama.cpp rounds the requested context (``config["n_ctx"]``) up, e.g. 600 to 768 cells.
+    ``thinking``: why the model counts as a reasoning model (``signs``, values of ``thinking.Sign``; empty for
+    an instruct model) and how the prompt ends (``block``: "open", "closed" or "none"), for ``config["think"]``.
     """
 
     config: dict
     model: dict
     prompt_tokens: int
     cells_total: int
+    thinking: dict = field(default_factory=dict)
     type: str = "start"
 
 
@@ -118,6 +121,7 @@ class AnswerEvent:
     tokens_generated: int
     elapsed_s: float
     votes: dict[str, int] = field(default_factory=dict)
+    finisher_prompt: str = ""  # the text the finisher answered after ("" when none ran, or several voted)
     type: str = "answer"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .layout import WORKER_NAMES
+from .thinking import CLOSE
 
 # section headers shown inside every worker's view (shared cells, written once)
 OTHERS_HEADER = "\n\n### Shared workspace: the others are writing these steps right now\n"
@@ -19,7 +20,19 @@ OWN_HEADER = "\n\n### Your own step (continue it)\n"
 
 SELF_CHECK = "Quick check: is someone else already doing what I am about to do? (yes/no): "
 
-FINISHER = "\n\nTime is up. Putting together what we found, the final answer is \\boxed{"
+_TIME_UP = "\n\nTime is up."
+_ANSWER = "Putting together what we found, the final answer is \\boxed{"
+FINISHER = f"{_TIME_UP} {_ANSWER}"  # the final-answer prompt where no thinking block is open
+
+
+def finisher(in_thinking: bool) -> str:
+    """The final-answer prompt, written after everything the finisher sees.
+
+    Inside an open thinking block (``in_thinking``) it closes the block before asking: a reasoning model
+    gives its answer after ``</think>``, so the box it opens there is the answer, not one more thought. Where
+    no block is open (instruct models, thinking off, or a worker closed it) it is :data:`FINISHER`.
+    """
+    return f"{_TIME_UP}\n{CLOSE}\n\n{_ANSWER}" if in_thinking else FINISHER
 
 
 def rules(n_workers: int) -> str:

@@ -178,10 +178,12 @@ def test_small_terminal_three_workers_from_settings(tmp_path: Path) -> None:
             app.screen.query_one("#workers", Select).value = 3
             app.screen.query_one("#budget", Input).value = "24"
             app.screen.query_one("#dry", Input).value = "0.8"
+            app.screen.query_one("#think", Select).value = "off"
             apply = app.screen.query_one("#apply", Button)
             assert apply.region.height and app.screen.region.contains_region(apply.region)  # the dialog fits
             await pilot.click("#apply")
             assert app.config.workers == 3 and app.config.budget == 24 and app.config.sampling.dry_multiplier == 0.8
+            assert app.config.think == "off" and app.sub_title.endswith("· thinking off")
 
             await pilot.press("s")
             await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the run to end")
@@ -198,8 +200,9 @@ def test_small_terminal_three_workers_from_settings(tmp_path: Path) -> None:
 
     asyncio.run(session())
     assert app.release()
-    types = [json.loads(line)["type"] for line in transcript.read_text().splitlines()]
-    assert types[:2] == ["header", "start"] and types[-1] == "answer"
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert [r["type"] for r in records[:2]] == ["header", "start"] and records[-1]["type"] == "answer"
+    assert records[1]["config"]["think"] == "off"
 
 
 def test_no_problem_opens_the_sample_dialog() -> None:

@@ -118,17 +118,20 @@ def write_tiny_model(
     rope_theta: float = 10000.0,
     n_ctx_train: int = 65536,
     tokenizer_from: str | Path | None = None,
+    chat_template: str | None = None,
 ) -> TinyModel:
     """Write a random f32 GGUF model of architecture ``arch`` ("llama" or "qwen2") to ``path``.
 
     The model uses GQA (``n_head_kv`` may be smaller than ``n_head``), a separate
     (untied) output matrix, and no vocabulary, unless ``tokenizer_from`` names a GGUF whose tokenizer
     (vocabulary, merges, special tokens, chat template) is copied; n_vocab then follows that tokenizer.
-    Returns the written weights.
+    ``chat_template`` replaces the copied tokenizer's template. Returns the written weights.
     """
     tokenizer = _read_tokenizer(tokenizer_from) if tokenizer_from else None
     if tokenizer:
         n_vocab = len(tokenizer["tokenizer.ggml.tokens"][0])
+        if chat_template is not None:
+            tokenizer["tokenizer.chat_template"] = (chat_template, gguf.GGUFValueType.STRING, None)
     if arch not in ("llama", "qwen2"):
         raise ValueError(f"unsupported arch {arch!r}")
     if n_embd % n_head or n_head % n_head_kv:

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Header
 from ..engine import Generation, RunConfig
 from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
 from ..layout import WORKER_NAMES, Layout
+from ..thinking import ThinkMode
 from ..transcript import TranscriptError, TranscriptWriter
 
 from .answer import AnswerPanel
@@ -403,10 +404,11 @@ class HogwildApp(App[int]):
     # helpers ----------------------------------------------------------------------------------------
 
     def _describe(self, cfg: RunConfig, model: str | None = None) -> str:
-        """The header's subtitle: model, workers, layout, budget."""
+        """The header's subtitle: model, workers, layout, budget, temperature, and thinking unless automatic."""
         layout = cfg.layout if cfg.method == "hogwild" else cfg.method
+        think = "" if cfg.think == ThinkMode.AUTO else f" · thinking {cfg.think}"
         return (f"{model or self.model_spec or 'default model'} · {cfg.n_workers} workers · {layout}"
-                f" · budget {cfg.budget} · T {cfg.sampling.temperature:g}")
+                f" · budget {cfg.budget} · T {cfg.sampling.temperature:g}{think}")
 
 
 def free_room(layout: Layout, n_ctx: int) -> int:

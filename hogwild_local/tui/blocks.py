@@ -61,7 +61,7 @@ class BlockTexts:
                 if event.worker != "User":
                     self.steps[event.worker] = ""
         elif isinstance(event, AnswerEvent):
-            self.finisher = prompts.FINISHER + event.finisher_text
+            self.finisher = event.finisher_prompt + event.finisher_text
 
     def text(self, block: Block) -> str:
         """The text stored in ``block``."""

@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Select
 from ..engine import RunConfig
 from ..layout import MAX_WORKERS
 from ..models import default_model
+from ..thinking import ThinkMode
 
 LAYOUTS = ("combined", "contiguous", "stepwise")
 
@@ -78,7 +79,7 @@ class Settings:
 
 
 class SettingsScreen(ModalScreen[Settings | None]):
-    """Model, workers, layout, budget, temperature and seed; they apply to the next run."""
+    """Model, workers, layout, budget, temperature, seed, DRY and thinking; they apply to the next run."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="SettingsScreen") + """
     SettingsScreen .row { height: 1; margin-top: 1; }
@@ -109,6 +110,10 @@ class SettingsScreen(ModalScreen[Settings | None]):
             yield _row("seed", Input(str(cfg.sampling.seed), type="integer", id="seed", compact=True))
             yield _row("DRY", Input(str(cfg.sampling.dry_multiplier), type="number", id="dry", compact=True,
                                     tooltip="penalty on repeating what the worker sees (0.8 is usual, 0 = off)"))
+            yield _row("thinking", Select([(m.value, m.value) for m in ThinkMode], value=cfg.think, allow_blank=False,
+                                          id="think", compact=True,
+                                          tooltip="auto: a thinking block for reasoning models only; on: always; "
+                                                  "off: reasoning models answer without thinking"))
             yield Label("", classes="message", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Apply", variant="primary", id="apply", compact=True)
@@ -132,6 +137,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
         cfg = self.settings.config
         config = replace(cfg, workers=self.query_one("#workers", Select).value,
                          layout=self.query_one("#layout", Select).value, budget=budget,
+                         think=self.query_one("#think", Select).value,
                          sampling=replace(cfg.sampling, temperature=temperature, seed=seed, dry_multiplier=dry))
         self.dismiss(Settings(self.query_one("#model", Input).value.strip() or None, config))
 
