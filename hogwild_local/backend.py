@@ -244,6 +244,7 @@ class ModelInfo:
     chat_template: str | None
     size_bytes: int
     n_params: int
+    kv_lora_rank: int = 0  # > 0: multi-head latent attention (DeepSeek-V2/V3), keys from a compressed latent
 
 
 class Model(NativeHandle):
@@ -281,11 +282,20 @@ class Model(NativeHandle):
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.info = self._read_info()
 
+    def meta(self, key: str) -> str | None:
+        """The GGUF metadata value of ``key`` as llama.cpp prints it (None: absent)."""
+        buf = ctypes.create_string_buffer(256)
+        n = self._llama.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode() if n > 0 else None
+
+    def meta_int(self, key: str) -> int | None:
+        """The GGUF metadata value of ``key`` as an integer (None: absent or not an integer)."""
+        value = self.meta(key)
+        return int(value) if value is not None and value.isdigit() else None
+
     def _read_info(self) -> ModelInfo:
         llama_cpp = self._llama
-        buf = ctypes.create_string_buffer(256)
-        n = llama_cpp.llama_model_meta_val_str(self.ptr, b"general.architecture", buf, len(buf))
-        arch = buf.value.decode() if n > 0 else "?"
+        arch = self.meta("general.architecture") or "?"
         template = llama_cpp.llama_model_chat_template(self.ptr, None)
         return ModelInfo(
             architecture=arch,
@@ -298,6 +308,7 @@ class Model(NativeHandle):
             chat_template=template.decode() if template else None,
             size_bytes=llama_cpp.llama_model_size(self.ptr),
             n_params=llama_cpp.llama_model_n_params(self.ptr),
+            kv_lora_rank=self.meta_int(f"{arch}.attention.kv_lora_rank") or 0,
         )
 
     # tokens ---------------------------------------------------------------------------------------
@@ -513,8 +524,8 @@ class Context(NativeHandle):
             raise BackendError(f"{what}: invalid argument")
         if rc == -2:
             raise BackendError(
-                f"{what}: unsupported by this model or context (needs RoPE with K-shift, 1-D positions, "
-                "no MLA, no sliding window, a non-quantized V cache, a unified KV cache)"
+                f"{what}: unsupported by this model or context (needs RoPE with K-shift in every layer, "
+                "1-D positions, no MLA, no sliding window, a non-quantized V cache, a unified KV cache)"
             )
         if rc != 0:
             raise BackendError(f"{what}: error {rc}")

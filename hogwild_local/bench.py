@@ -26,7 +26,6 @@ the ``gguf`` package in f16 and quantized by ``llama-quantize`` (or libllama's o
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import json
 import math
@@ -92,13 +91,8 @@ def model_facts(model: Model) -> ModelFacts:
     n_embd = llama_cpp.llama_model_n_embd(model.ptr)
     arch = model.info.architecture
 
-    def meta_int(key: str) -> int | None:
-        buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_model_meta_val_str(model.ptr, key.encode(), buf, len(buf))
-        return int(buf.value) if n > 0 and buf.value.isdigit() else None
-
-    dk = meta_int(f"{arch}.attention.key_length") or n_embd // n_head
-    dv = meta_int(f"{arch}.attention.value_length") or dk
+    dk = model.meta_int(f"{arch}.attention.key_length") or n_embd // n_head
+    dv = model.meta_int(f"{arch}.attention.value_length") or dk
     return ModelFacts(
         name=model.path.name,
         architecture=arch,

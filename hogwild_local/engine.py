@@ -43,6 +43,8 @@ from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
 
 METHODS = ("hogwild", "single", "independent", "self-consistency")
 UNSUPPORTED_ROPE = {-1: "no RoPE", 8: "M-RoPE", 40: "M-RoPE", 24: "vision RoPE"}
+# architectures whose graphs leave RoPE out of some layers by a rule of their own (the patch refuses them too)
+NOPE_LAYERS = ("smollm3", "llama4", "afmoe")
 
 
 def enable_views(ctx: Context, layout: Layout) -> None:
@@ -106,6 +108,12 @@ def check_model(model: Model) -> None:
         raise EngineError(f"{info.architecture}: {UNSUPPORTED_ROPE[info.rope_type]} is not supported (needs plain RoPE)")
     if info.n_swa > 0:
         raise EngineError(f"{info.architecture}: sliding-window attention is not supported yet")
+    if info.kv_lora_rank > 0:
+        raise EngineError(f"{info.architecture}: multi-head latent attention (MLA) is not supported "
+                          "(its keys come from a compressed latent, only partly rotary)")
+    if info.architecture in NOPE_LAYERS:
+        raise EngineError(f"{info.architecture}: layers without RoPE (NoPE) are not supported "
+                          "(the query rotation would turn them too)")
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""W lock-step workers on a real layout, every worker's logits every pass against the numpy reference.
+"""W lock-step workers on a real layout, every worker's logits every pass against the numpy reference; and one
+sequence through block-table changes.
 
-Shared by tests/test_backend.py and scripts/precision_table.py. The layout changes every pass (every worker
-appends a token, sometimes a forced header of three), and every third pass a worker's finished step moves
-into the history (a stock ``seq_add``, one K-shift). The reference mirrors the cache cell by cell and sees
-every cell at its exact view position, in float64, whatever the size of the canonical positions.
+Shared by tests/test_backend.py, tests/test_families.py and scripts/precision_table.py. The layout changes
+every pass (every worker appends a token, sometimes a forced header of three), and every third pass a worker's
+finished step moves into the history (a stock ``seq_add``, one K-shift). The reference mirrors the cache cell by
+cell and sees every cell at its exact view position, in float64, whatever the size of the canonical positions.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from tiny_gguf import TinyModel
 class ReferenceRun:
     """Mirror of the cache for the reference: cell -> (canonical position, viewers)."""
 
-    def __init__(self, spec: TinyModel, layout: Layout):
-        self.ref = ReferenceModel(spec)
+    def __init__(self, spec: TinyModel, layout: Layout, n_ctx: int):
+        self.ref = ReferenceModel(spec, n_ctx)
         self.cache = self.ref.new_cache()
         self.layout = layout
         self.cells: dict[int, tuple[int, tuple[int, ...]]] = {}
@@ -79,7 +80,7 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
     passes take the fused attention kernel where the build has it (CPU), else the stock-op graph."""
     rng = random.Random(seed)
     layout = Layout(kind, n_workers, capacity=capacity, header_lengths=(2, 1, 2))
-    mirror = ReferenceRun(spec, layout)
+    mirror = ReferenceRun(spec, layout, n_ctx)
     worst = 0.0
     with model.context(n_ctx=n_ctx, n_seq=n_workers, n_batch=64, cache_type=cache_type, n_threads=2,
                        flash_attn=flash_attn) as ctx:
@@ -123,3 +124,32 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
                     ctx.seq_add(w, move.p0, move.p1, move.shift)
                     mirror.move(move.p0, move.p1, move.shift, tuple(range(n_workers)))
         return LockstepResult(worst, layout, len(prompt), ctx.cells_used(), len(mirror.cells))
+
+
+def block_table_changes(spec: TinyModel, model: Model, cache_type: str) -> list[float]:
+    """One sequence: 6 prompt tokens in block 0, 5 tokens in a block of base 300 (every offset 0); after the
+    third, the block's start moves under its cells, after the fourth the mode is turned off (both re-rotate
+    the keys whose base changed, by K-shift). The max abs logit error of every token against the reference,
+    which sees every cell at its canonical position throughout."""
+    prompt, tail, far = [5, 7, 1, 8, 2, 8], [13, 21, 34, 55, 8], 300
+    positions = [*range(len(prompt)), *range(far, far + len(tail))]
+    ref = ReferenceModel(spec, 1024)
+    expected = ref.forward(ref.new_cache(), [RefToken(t, c, positions[c], {j: positions[j] for j in range(c + 1)})
+                                             for c, t in enumerate(prompt + tail)])
+    got: list[np.ndarray] = []
+    with model.context(n_ctx=1024, n_seq=1, n_batch=64, cache_type=cache_type, n_threads=2) as ctx:
+
+        def run(tokens: list[Token]) -> None:
+            ctx.decode(tokens)
+            got.extend(ctx.logits(i) for i in range(len(tokens)))
+
+        ctx.hogwild_enable(2)
+        ctx.hogwild_set_block(1, far, far + 100)
+        run([Token(t, i, (0,), True) for i, t in enumerate(prompt)])
+        run([Token(t, far + i, (0,), True) for i, t in enumerate(tail[:3])])
+        ctx.hogwild_set_block(1, far - 10, far + 100)  # the base of the cells at far.. moves
+        run([Token(tail[3], far + 3, (0,), True)])
+        ctx.hogwild_enable(0)  # stock again: every key back at its canonical position
+        run([Token(tail[4], far + 4, (0,), True)])
+    assert len(got) == len(expected)
+    return [float(np.abs(g - e).max()) for g, e in zip(got, expected)]
