@@ -45,7 +45,7 @@ import click
 import numpy as np
 
 from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
-from hogwild_local.engine import EngineError, check_model, enable_views, sync_views
+from hogwild_local.engine import EngineError, check_model, enable_views, hogwild_flash_attn, sync_views
 from hogwild_local.layout import MAX_WORKERS, Layout, LayoutKind
 from hogwild_local.synthetic import SHAPES, Log, synthetic_model
 
@@ -285,7 +285,7 @@ def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open
                                                      ids)
             stock_t += times
         if run_hogwild:
-            times, hog_cells, n, n_blk = _run_hogwild(open_ctx(False), prompt, base, plan, context, warmup, passes,
+            times, hog_cells, n, n_blk = _run_hogwild(open_ctx(hogwild_flash_attn(open_ctx.model.n_gpu_layers)), prompt, base, plan, context, warmup, passes,
                                                       step_tokens, ids, facts.n_head, facts.n_vocab, rng)
             hog_t += times
             moves += n
@@ -530,7 +530,9 @@ def _command_line() -> str:
 @click.option("--step-tokens", default=32, show_default=True, type=click.IntRange(1), help="Hogwild: a worker's step length before it moves into the history.")
 @click.option("--gpu-layers", type=int, help="Layers to offload [default: all if the library has GPU offload, else 0].")
 @click.option("--threads", type=int, help="CPU threads [default: all cores].")
-@click.option("--flash-attn", is_flag=True, help="Flash attention for the stock side (Hogwild always takes the non-FA path).")
+@click.option("--flash-attn", is_flag=True,
+              help="Flash attention for the stock side. Hogwild takes it as a run does: on where the attention runs "
+                   "on the CPU (the fused kernel), off with layers on a GPU.")
 @click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)), help="KV cache type.")
 @click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1), help="n_batch (prompt chunk size).")
 @click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
@@ -589,8 +591,9 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
         "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
                   f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
                   f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
-        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn "
-                     f"{'on (stock only)' if flash_attn else 'off'}, n_batch {n_batch}, {passes} timed passes after "
+        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
+                     f"{'on' if flash_attn else 'off'}, hogwild {'on' if hogwild_flash_attn(gpu_layers) else 'off'}, "
+                     f"n_batch {n_batch}, {passes} timed passes after "
                      f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
                      + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
                      + (f", load average {load_before:.2f} before / {_load():.2f} after" if load_before is not None

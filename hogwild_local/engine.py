@@ -99,6 +99,16 @@ class RunConfig:
         return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
 
 
+def hogwild_flash_attn(n_gpu_layers: int) -> bool:
+    """Whether a Hogwild context turns flash attention on: where the attention runs on the CPU (no GPU layers).
+
+    There the prompt's ubatches need no score buffers and the Hogwild passes take the patch's fused kernel
+    (one online softmax over every block, no score tensors), so memory stays flat as the cache fills. With
+    layers on a GPU the Hogwild passes take the stock-op graph, which is faster with the non-flash V layout.
+    """
+    return n_gpu_layers == 0
+
+
 def check_model(model: Model) -> None:
     """Refuse models whose memory cannot hold Hogwild views, with the reason."""
     info = model.info
@@ -209,12 +219,9 @@ class Generation:
         if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
             raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
 
-        # flash attention when the attention runs on the CPU: the prompt's ubatches then need no score buffers and
-        # the Hogwild passes take the patch's fused kernel, so memory stays flat as the cache fills. With layers
-        # on a GPU the Hogwild passes take the stock-op graph, which is faster with the non-flash V layout.
         self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
                                        cache_type=cfg.cache_type, n_threads=cfg.threads,
-                                       flash_attn=model.n_gpu_layers == 0)
+                                       flash_attn=hogwild_flash_attn(model.n_gpu_layers))
         # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache
         self.layout = layout = Layout(cfg.layout_kind, n, capacity=ctx.cells_total(),
                                       header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
