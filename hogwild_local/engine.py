@@ -99,14 +99,17 @@ class RunConfig:
         return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
 
 
-def hogwild_flash_attn(n_gpu_layers: int) -> bool:
-    """Whether a Hogwild context turns flash attention on: where the attention runs on the CPU (no GPU layers).
+def hogwild_flash_attn(n_gpu_layers: int, cache_type: str) -> bool:
+    """Whether a Hogwild context turns flash attention on: where the attention runs on the CPU (no GPU layers),
+    unless the cache is f32.
 
-    There the prompt's ubatches need no score buffers and the Hogwild passes take the patch's fused kernel
-    (one online softmax over every block, no score tensors), so memory stays flat as the cache fills. With
-    layers on a GPU the Hogwild passes take the stock-op graph, which is faster with the non-flash V layout.
+    On the CPU the prompt's ubatches then need no score buffers and the Hogwild passes take the patch's fused
+    kernel (one online softmax over every block, no score tensors), so memory stays flat as the cache fills.
+    With layers on a GPU the Hogwild passes take the stock-op graph, which is faster with the non-flash V
+    layout. llama.cpp's flash attention casts an f32 cache to f16 (1e-3 logit errors where f32 gives 1e-6),
+    which would undo what ``--cache-type f32`` asks for.
     """
-    return n_gpu_layers == 0
+    return n_gpu_layers == 0 and cache_type != "f32"
 
 
 def check_model(model: Model) -> None:
@@ -221,7 +224,7 @@ class Generation:
 
         self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
                                        cache_type=cfg.cache_type, n_threads=cfg.threads,
-                                       flash_attn=hogwild_flash_attn(model.n_gpu_layers))
+                                       flash_attn=hogwild_flash_attn(model.n_gpu_layers, cfg.cache_type))
         # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache
         self.layout = layout = Layout(cfg.layout_kind, n, capacity=ctx.cells_total(),
                                       header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)

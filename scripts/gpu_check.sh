@@ -2,7 +2,9 @@
 # On the GPU machine (no network): build the patched backend for CUDA from a --bundle tarball, run the
 # backend and engine correctness tests with every layer on the GPU, then the speed benchmark on synthetic weights.
 #   .carry/ holds: the bundle (hogwild build-backend --bundle .carry) and wheels of diskcache, platformdirs, gguf,
-#   and SmolLM2's tokenizer alone for the engine's reference tests (no weights; written here with
+#   jinja2 and markupsafe (the device's python's cp tag: pip download --only-binary=:all: --python-version 3.12
+#   --platform manylinux2014_x86_64 -d .carry jinja2 markupsafe), and SmolLM2's tokenizer alone for the engine's
+#   reference tests (no weights; written here with
 #   cd tests && ../.venv/bin/python -c "from tiny_gguf import write_vocab_only as w; from hogwild_local.models import
 #   resolve_model as r; w(r('smollm2-135m'), '../.carry/vocab-smollm2.gguf')")
 #   usage: bash scripts/gpu_check.sh [build|test|bench|all]   (results under $OUT)
@@ -31,6 +33,10 @@ if [[ $step == test || $step == all ]]; then
     HOGWILD_TEST_GPU_LAYERS=-1 HOGWILD_TEST_TOLERANCE=${HOGWILD_TEST_TOLERANCE:-0.05} \
         python3 -m pytest tests/test_backend.py -q -s -p no:cacheprovider > "$OUT/cuda_tests.log" 2>&1
     echo "tests rc=$?" | tee -a "$OUT/summary.txt"
+    # the model families (qwen3, llama3, YaRN, LongRoPE, partial rotary, ...) against the reference, and the refusals
+    HOGWILD_TEST_GPU_LAYERS=-1 HOGWILD_TEST_TOLERANCE=${HOGWILD_TEST_TOLERANCE:-0.05} \
+        python3 -m pytest tests/test_families.py -q -s -p no:cacheprovider >> "$OUT/cuda_tests.log" 2>&1
+    echo "family tests rc=$?" | tee -a "$OUT/summary.txt"
     # the engine's own runs (shared prompt, step moves, notes, finisher, cut and dropped steps) on the reference
     vocab=$(ls .carry/vocab-*.gguf 2>/dev/null | head -1)
     if [[ -n $vocab ]]; then

@@ -81,7 +81,8 @@ def test_stock_llama_cpp_matches_the_reference(family: Family, n_ctx: int) -> No
     print(f"\nmax abs error: stock {name} n_ctx={n_ctx}: {err:.3g} (blind reference: {blind:.3g})")
     assert err <= TOLERANCE["f32"]
     if spec.family.scaling or spec.family.qk_norm or spec.n_rot < spec.head_dim:
-        assert blind > 100 * TOLERANCE["f32"], "what sets the family apart does not show at these sizes"
+        # 0.1: far above stock's own error on the CPU (1e-6) and on CUDA (1e-2), so it holds on both
+        assert blind > max(0.1, 10 * err), "what sets the family apart does not show at these sizes"
 
 
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
