@@ -118,6 +118,43 @@ def test_build_key_follows_patch_bytes(tmp_path: Path) -> None:
     assert changed.digest != key.digest
 
 
+def test_build_key_covers_every_patch_of_the_series(tmp_path: Path) -> None:
+    """The key changes when a patch of the series is added, removed or renamed (the name fixes the order)."""
+    folder = tmp_path / "p"
+    two = write_patches(folder, {"0001-a.patch": GOOD_PATCH, "0002-b.patch": "x\n"})
+    key = bb.make_build_key(two, "cpu", "90").digest
+    three = write_patches(folder, {"0003-c.patch": "z\n"})
+    assert [p.name for p in three] == ["0001-a.patch", "0002-b.patch", "0003-c.patch"]
+    assert bb.make_build_key(three, "cpu", "90").digest != key
+    (folder / "0003-c.patch").unlink()
+    assert bb.make_build_key(bb.list_patches(folder), "cpu", "90").digest == key
+    (folder / "0002-b.patch").rename(folder / "0000-b.patch")
+    assert bb.make_build_key(bb.list_patches(folder), "cpu", "90").digest != key
+
+
+def test_patch_in_format_patch_form_applies(tmp_path: Path) -> None:
+    """The shipped series is written by `git format-patch`: a mail header and message before the diff."""
+    header = ("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+              "From: someone <someone@example.com>\nDate: Wed, 2 Dec 2026 01:41:46 +0000\n"
+              "Subject: [PATCH 1/2] kv-cache : a change\n\nWhy it is made.\n---\n"
+              " src/llama-kv-cache.cpp | 2 +-\n 1 file changed, 1 insertion(+), 1 deletion(-)\n\n")
+    patches = write_patches(tmp_path / "p", {"0001-a.patch": header + GOOD_PATCH})
+    root = make_fake_sdist(tmp_path / "src")
+    bb.apply_patches(root, patches)
+    assert "int line_3 = 300;" in (root / bb.LLAMA_CPP_DIR / KV_CACHE).read_text()
+
+
+def test_shipped_series_is_described_patch_by_patch() -> None:
+    """Every shipped patch has its section in the patches README, in the order the patches apply."""
+    names = [p.name for p in bb.list_patches(bb.patch_dir())]
+    assert names and all(name[:4].isdigit() for name in names)
+    readme = (bb.patch_dir() / "README.md").read_text()
+    sections = [line for line in readme.splitlines() if line.startswith("## 0")]
+    assert [line[3:7] for line in sections] == [name[:4] for name in names]
+    for name in names:
+        assert f"`{name}`" in readme
+
+
 def test_build_key_follows_backend_options(tmp_path: Path) -> None:
     patches = write_patches(tmp_path / "p", {"0001-a.patch": GOOD_PATCH})
     cpu = bb.make_build_key(patches, "cpu", "90")
