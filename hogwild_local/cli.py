@@ -17,6 +17,19 @@ import click
 from .layout import WORKER_NAMES
 from .thinking import SIGN_TEXT, Sign, ThinkMode
 
+
+class ThinkChoice(click.Choice):
+    """``--think``'s values. ``--think`` alone means on, but before the problem it takes the problem as its
+    value (click cannot tell them apart), so the error says how to write it."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))} (--think alone means on: "
+                      "put it after the problem, or write --think on)", param, ctx)
+
+
 COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
 
 def generation_options(func):
@@ -47,7 +60,7 @@ def generation_options(func):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
                      help="Greedy tokens for the final answer when the budget runs out."),
-        click.option("--think", type=click.Choice([m.value for m in ThinkMode]), default=ThinkMode.AUTO.value,
+        click.option("--think", type=ThinkChoice([m.value for m in ThinkMode]), default=ThinkMode.AUTO.value,
                      is_flag=False, flag_value=ThinkMode.ON.value, show_default=True,
                      help="The thinking block of reasoning models, where the workers write. auto: opened for "
                           "models whose chat template or vocabulary shows they reason (QwQ, DeepSeek-R1 distills, "

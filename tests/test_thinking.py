@@ -238,7 +238,11 @@ def test_think_note_and_bad_value(models):
             in out.stderr.splitlines())
     bad = hogwild("run", PROBLEM, "--think", "maybe")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.splitlines()[-1] == "Error: Invalid value for '--think': 'maybe' is not one of 'auto', 'on', 'off'."
+    assert bad.stderr.splitlines()[-1] == ("Error: Invalid value for '--think': 'maybe' is not one of 'auto', 'on', "
+                                           "'off' (--think alone means on: put it after the problem, or write "
+                                           "--think on)")
+    before = hogwild("run", "--think", PROBLEM)  # --think alone, before the problem, takes it as its value
+    assert before.returncode == 2 and "put it after the problem" in before.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize(("recorded", "now"), [(False, "auto"), (True, "on"), ("off", "off")])
