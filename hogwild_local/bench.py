@@ -279,13 +279,14 @@ def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open
     hog_t: list[float] = []
     stock_cells = hog_cells = moves = 0
     p_stock = context - w * (warmup + passes)
+    hogwild_fa = hogwild_flash_attn(open_ctx.model.n_gpu_layers, open_ctx.cache_type)  # as a run takes it
     for _ in range(rounds):
         if "stock" in methods:
             times, stock_cells, p_stock = _run_stock(open_ctx(flash_attn), prompt, base, w, context, warmup, passes,
                                                      ids)
             stock_t += times
         if run_hogwild:
-            times, hog_cells, n, n_blk = _run_hogwild(open_ctx(hogwild_flash_attn(open_ctx.model.n_gpu_layers, open_ctx.cache_type)), prompt, base, plan, context, warmup, passes,
+            times, hog_cells, n, n_blk = _run_hogwild(open_ctx(hogwild_fa), prompt, base, plan, context, warmup, passes,
                                                       step_tokens, ids, facts.n_head, facts.n_vocab, rng)
             hog_t += times
             moves += n
@@ -592,7 +593,8 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
                   f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
                   f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
         "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
-                     f"{'on' if flash_attn else 'off'}, hogwild {'on' if hogwild_flash_attn(gpu_layers, cache_type) else 'off'}, "
+                     f"{'on' if flash_attn else 'off'}, "
+                     f"hogwild {'on' if hogwild_flash_attn(gpu_layers, cache_type) else 'off'}, "
                      f"n_batch {n_batch}, {passes} timed passes after "
                      f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
                      + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
