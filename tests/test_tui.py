@@ -129,7 +129,7 @@ def test_session_start_pause_view_hint_stop_save(tmp_path: Path) -> None:
             app.screen.query_one(Input).value = "Half of 48 is 24."
             await pilot.press("enter")
             await pilot.press("p")
-            assert app.phase == "running"
+            assert app.phase in ("running", "done")  # resumed: a worker may answer in the first pass after it
             await wait_until(pilot, lambda: ("User", "Half of 48 is 24.") in history.entries, "the hint in the history")
             assert ("User", "**User:** Half of 48 is 24.\n\n") in app.texts.history  # in the common block too
             await wait_until(pilot, lambda: app.stats.pass_ >= 24 or app.phase == "done", "pass 24")
