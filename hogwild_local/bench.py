@@ -45,7 +45,7 @@ import click
 import numpy as np
 
 from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
-from hogwild_local.engine import EngineError, check_model, enable_views, hogwild_flash_attn, sync_views
+from hogwild_local.engine import EngineError, check_model, enable_views, hogwild_flash_attn, spare_cells, sync_views
 from hogwild_local.layout import MAX_WORKERS, Layout, LayoutKind
 from hogwild_local.synthetic import SHAPES, Log, synthetic_model
 
@@ -241,7 +241,8 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
 
 
 class _PromptedContexts:
-    """Contexts of C cells holding the shared prompt, opened on first use: one plain, one with flash attention."""
+    """Contexts of C cells holding the shared prompt, opened on first use: one plain, one with flash attention
+    (and a run's spare cells: stock passes never reach them)."""
 
     def __init__(self, model: Model, context: int, n_seq: int, n_batch: int, cache_type: str, threads: int | None,
                  prompt: np.ndarray, log: Log) -> None:
@@ -251,7 +252,8 @@ class _PromptedContexts:
 
     def __call__(self, flash_attn: bool) -> Context:
         if flash_attn not in self.opened:
-            ctx = self.model.context(n_ctx=self.context, n_seq=self.n_seq, n_batch=self.n_batch,
+            spare = spare_cells(self.n_seq, self.context, flash_attn)
+            ctx = self.model.context(n_ctx=self.context + spare, n_seq=self.n_seq, n_batch=self.n_batch,
                                      cache_type=self.cache_type, n_threads=self.threads, flash_attn=flash_attn)
             self.opened[flash_attn] = ctx
             t0 = time.perf_counter()
@@ -279,7 +281,7 @@ def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open
     hog_t: list[float] = []
     stock_cells = hog_cells = moves = 0
     p_stock = context - w * (warmup + passes)
-    hogwild_fa = hogwild_flash_attn(open_ctx.model.n_gpu_layers, open_ctx.cache_type)  # as a run takes it
+    hogwild_fa = hogwild_flash_attn(open_ctx.cache_type)  # as a run takes it
     for _ in range(rounds):
         if "stock" in methods:
             times, stock_cells, p_stock = _run_stock(open_ctx(flash_attn), prompt, base, w, context, warmup, passes,
@@ -532,8 +534,8 @@ def _command_line() -> str:
 @click.option("--gpu-layers", type=int, help="Layers to offload [default: all if the library has GPU offload, else 0].")
 @click.option("--threads", type=int, help="CPU threads [default: all cores].")
 @click.option("--flash-attn", is_flag=True,
-              help="Flash attention for the stock side. Hogwild takes it as a run does: on where the attention runs "
-                   "on the CPU (the fused kernel), off with layers on a GPU.")
+              help="Flash attention for the stock side. Hogwild takes it as a run does: on unless the cache is f32 "
+                   "(the patch's key copies and one stock flash attention).")
 @click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)), help="KV cache type.")
 @click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1), help="n_batch (prompt chunk size).")
 @click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
@@ -594,7 +596,7 @@ def bench_command(model_spec, synthetic, layers, quant, quantize_bin, workers, c
                   f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
         "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
                      f"{'on' if flash_attn else 'off'}, "
-                     f"hogwild {'on' if hogwild_flash_attn(gpu_layers, cache_type) else 'off'}, "
+                     f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
                      f"n_batch {n_batch}, {passes} timed passes after "
                      f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
                      + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"

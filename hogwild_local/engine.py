@@ -99,17 +99,25 @@ class RunConfig:
         return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
 
 
-def hogwild_flash_attn(n_gpu_layers: int, cache_type: str) -> bool:
-    """Whether a Hogwild context turns flash attention on: where the attention runs on the CPU (no GPU layers),
-    unless the cache is f32.
+def hogwild_flash_attn(cache_type: str) -> bool:
+    """Whether a Hogwild context turns flash attention on: unless the cache is f32.
 
-    On the CPU the prompt's ubatches then need no score buffers and the Hogwild passes take the patch's fused
-    kernel (one online softmax over every block, no score tensors), so memory stays flat as the cache fills.
-    With layers on a GPU the Hogwild passes take the stock-op graph, which is faster with the non-flash V
-    layout. llama.cpp's flash attention casts an f32 cache to f16 (1e-3 logit errors where f32 gives 1e-6),
-    which would undo what ``--cache-type f32`` asks for.
+    The Hogwild passes then take the patch's flash-attention path (the workers' current steps copied past the
+    used cells once per worker, keys rotated for that worker's view, and one stock flash attention over it
+    all: no score tensors, every backend's kernel), so memory stays flat as the cache fills. llama.cpp's flash
+    attention casts an f32 cache to f16 (1e-3 logit errors where f32 gives 1e-6), which would undo what
+    ``--cache-type f32`` asks for: f32 runs take the patch's stock-op graph.
     """
-    return n_gpu_layers == 0 and cache_type != "f32"
+    return cache_type != "f32"
+
+
+def spare_cells(n_workers: int, n_ctx: int, flash_attn: bool) -> int:
+    """Cells a Hogwild context holds beyond what its run may fill, for the key copies of the flash-attention
+    path (see ``hogwild_flash_attn``): one copy of the workers' current steps per worker, W x W x 128 cells for
+    steps of about 128 tokens, at most a quarter of the context or 4096 cells, whichever is more. Until the
+    cache is nearly full the copies also fit in its unused cells; where they do not fit, the patch takes its
+    slower query-copy graph for that pass, with the same result."""
+    return min(max(256, n_workers * n_workers * 128), max(n_ctx // 4, 4096)) if flash_attn else 0
 
 
 def check_model(model: Model) -> None:
@@ -174,6 +182,7 @@ class Generation:
         self._lock = threading.Lock()
         self.layout: Layout | None = None
         self.ctx: Context | None = None
+        self._cells = 0  # the cells a run may fill: the cache less its spare cells (spare_cells)
         self._written: dict[int, list[int]] = {}  # per block: the tokens written there, but the prompt's
         self._tokens_written = 0  # tokens decoded into the cache and not freed since (each takes one cell)
         # when a list, every cache operation is appended to it (tests replay it against a reference)
@@ -222,11 +231,13 @@ class Generation:
         if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
             raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
 
-        self.ctx = ctx = model.context(n_ctx=cfg.n_ctx, n_seq=n + 1, n_batch=max(512, 64 * n),
-                                       cache_type=cfg.cache_type, n_threads=cfg.threads,
-                                       flash_attn=hogwild_flash_attn(model.n_gpu_layers, cfg.cache_type))
-        # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache
-        self.layout = layout = Layout(cfg.layout_kind, n, capacity=ctx.cells_total(),
+        flash_attn = hogwild_flash_attn(cfg.cache_type)
+        spare = spare_cells(n, cfg.n_ctx, flash_attn)
+        self.ctx = ctx = model.context(n_ctx=cfg.n_ctx + spare, n_seq=n + 1, n_batch=max(512, 64 * n),
+                                       cache_type=cfg.cache_type, n_threads=cfg.threads, flash_attn=flash_attn)
+        # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache, less the spare
+        self._cells = cells_total = ctx.cells_total() - spare
+        self.layout = layout = Layout(cfg.layout_kind, n, capacity=cells_total,
                                       header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
         try:
             enable_views(ctx, layout)
@@ -234,7 +245,7 @@ class Generation:
             raise EngineError(f"{model.info.architecture}: {err}") from None
 
         yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt),
-                         cells_total=ctx.cells_total(),
+                         cells_total=self._cells,
                          thinking={"signs": [sign.value for sign in self.thinking.signs],
                                    "block": thinking.block_state(self._prompt)})
 
@@ -270,7 +281,7 @@ class Generation:
                 break
 
             # one pass: every active worker's pending tokens, at the end of its own step block
-            if ctx.cells_used() + sum(len(w.pending) for w in active) + finisher_room > ctx.cells_total():
+            if ctx.cells_used() + sum(len(w.pending) for w in active) + finisher_room > self._cells:
                 reason = "context_full"
                 break
             batch, last_index = [], {}
@@ -344,7 +355,7 @@ class Generation:
                 pass_=passes, budget=cfg.budget,
                 tokens_per_s=generated / t_decode if t_decode else 0.0,
                 worker_tokens_per_s={w.name: (w.generated / t_decode if t_decode else 0.0) for w in workers},
-                cells_used=ctx.cells_used(), cells_total=ctx.cells_total(),
+                cells_used=ctx.cells_used(), cells_total=self._cells,
                 tokens_written=self._tokens_written, elapsed_s=elapsed,
             )
             if passes in cfg.snapshots and passes < cfg.budget:
@@ -483,7 +494,7 @@ class Generation:
         for note in notes:
             text = f"**User:** {note.strip()}\n\n"
             tokens = self.model.tokenize(text)
-            if ctx.cells_used() + len(tokens) + reserve > ctx.cells_total():
+            if ctx.cells_used() + len(tokens) + reserve > self._cells:
                 return False
             positions = self.layout.append_note(len(tokens))
             self._written[self.layout.common.id] += tokens

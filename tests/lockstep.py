@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hogwild_local.backend import Model, Token
+from hogwild_local.backend import Model, Token, clear_log, recent_log
 from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken
@@ -70,6 +70,7 @@ class LockstepResult:
     prompt_len: int
     cells_used: int  # what the cache says it holds at the end
     mirror_cells: int  # what the reference holds
+    attention: set[str]  # the patch's attention paths, as it logged them at graph builds: "flash", "query-copy"
 
 
 def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKind, *, n_workers: int = 3,
@@ -77,11 +78,13 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
                  flash_attn: bool = False) -> LockstepResult:
     """Run ``passes`` lock-step passes of ``n_workers`` workers on a layout of ``capacity`` positions per block,
     in a cache of ``n_ctx`` cells, and compare every logit with the reference. With ``flash_attn`` the Hogwild
-    passes take the fused attention kernel where the build has it (CPU), else the stock-op graph."""
+    passes take the patch's flash-attention path (key copies after the used cells) where the cache has room for
+    it, else its query-copy graph (the fused kernel on the CPU); without, the query-copy graph."""
     rng = random.Random(seed)
     layout = Layout(kind, n_workers, capacity=capacity, header_lengths=(2, 1, 2))
     mirror = ReferenceRun(spec, layout, n_ctx)
     worst = 0.0
+    attention: set[str] = set()
     with model.context(n_ctx=n_ctx, n_seq=n_workers, n_batch=64, cache_type=cache_type, n_threads=2,
                        flash_attn=flash_attn) as ctx:
         enable_views(ctx, layout)
@@ -89,7 +92,10 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
         def run(tokens: list[Token]) -> None:
             nonlocal worst
             sync_views(ctx, layout)
+            clear_log()
             ctx.decode(tokens)
+            attention.update(line.split("hogwild attention: ")[1].split(" (")[0]
+                             for line in recent_log() if "hogwild attention: " in line)
             got = [ctx.logits(i) for i, t in enumerate(tokens) if t.logits]
             want = [row for row, t in zip(mirror.forward(tokens), tokens) if t.logits]
             for g, e in zip(got, want):
@@ -123,7 +129,7 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
                                 ctx.seq_cp(w, o, move.p0, move.p1)
                     ctx.seq_add(w, move.p0, move.p1, move.shift)
                     mirror.move(move.p0, move.p1, move.shift, tuple(range(n_workers)))
-        return LockstepResult(worst, layout, len(prompt), ctx.cells_used(), len(mirror.cells))
+        return LockstepResult(worst, layout, len(prompt), ctx.cells_used(), len(mirror.cells), attention)
 
 
 def block_table_changes(spec: TinyModel, model: Model, cache_type: str) -> list[float]:

@@ -124,15 +124,27 @@ def test_keys_follow_block_table_changes(tiny, cache_type):
 # 3 + 4. W lock-step workers on a real layout that changes every pass, with step completions
 
 
-@pytest.mark.parametrize("attention", ["graph", "fused"])
+# the patch's attention paths for a test's ``attention`` and cache type (what it logs at graph builds); an f32
+# cache never takes flash attention (llama.cpp's casts it to f16), and without room for key copies flash
+# attention is taken only while no other block holds a cell (there is nothing to copy)
+ATTENTION_PATHS = {("graph", "f32"): {"query-copy"}, ("graph", "f16"): {"query-copy"},
+                   ("flash", "f32"): {"query-copy"}, ("flash", "f16"): {"flash"},
+                   ("no-room", "f32"): {"query-copy"}, ("no-room", "f16"): {"flash", "query-copy"}}
+
+
+@pytest.mark.parametrize("attention", ["graph", "flash", "no-room"])
 @pytest.mark.parametrize("kind", [LayoutKind.COMBINED, LayoutKind.STEPWISE])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
 def test_lockstep_workers_match_reference(tiny, cache_type, kind, attention, monkeypatch):
-    """``graph``: flash attention off, Hogwild passes through the stock-op graph; ``fused``: flash attention on,
-    through the fused kernel on the CPU (with layers on a GPU: the graph again, with flash attention's V layout)."""
+    """``graph``: flash attention off, Hogwild passes through the query-copy graph; ``flash``: flash attention
+    on, through the key copies and one stock flash attention (f16; an f32 cache keeps the query-copy path);
+    ``no-room``: flash attention on in a cache with no free cells for the key copies, so the query-copy path
+    again (the fused kernel on the CPU, the stock-op graph with flash attention's V layout elsewhere)."""
     monkeypatch.setenv("LLAMA_KV_CACHE_DEBUG", "3")  # llama.cpp then logs the cell map before placing a batch
     spec, model = tiny
-    result = run_lockstep(spec, model, cache_type, kind, flash_attn=attention == "fused")
+    result = run_lockstep(spec, model, cache_type, kind, flash_attn=attention != "graph",
+                          n_ctx=256 if attention == "no-room" else 1024)
+    assert result.attention == ATTENTION_PATHS[attention, cache_type]
     assert result.cells_used == result.layout.live_cells() == result.mirror_cells
     # the compaction keeps the history (block 0: canonical positions below the capacity) below the other blocks
     cells = last_cell_map()
@@ -144,14 +156,15 @@ def test_lockstep_workers_match_reference(tiny, cache_type, kind, attention, mon
     assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
-@pytest.mark.parametrize("attention", ["graph", "fused"])
+@pytest.mark.parametrize("attention", ["graph", "flash"])
 @pytest.mark.parametrize("cache_type", ["f32", "f16"])
 def test_lockstep_precision_at_full_context(tiny, cache_type, attention):
     """The same at a real size: 8 workers, blocks of 131072 positions in a cache of 131072 cells, so the
     last step block starts near position 1.2M. The error must not grow with the context size."""
     spec, model = tiny
     result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED, n_workers=8, capacity=131072,
-                          n_ctx=131072, passes=9, flash_attn=attention == "fused")
+                          n_ctx=131072, passes=9, flash_attn=attention == "flash")
+    assert result.attention == ATTENTION_PATHS[attention, cache_type]
     assert result.layout.steps[-1].start > 8 * 131072
     assert result.cells_used == result.layout.live_cells() == result.mirror_cells
     assert len(result.layout.history) == 3  # three steps joined the history (K-shifts from ~1M positions)

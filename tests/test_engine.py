@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hogwild_local import prompts
-from hogwild_local.backend import Model, Sampler, SamplingParams, Token
-from hogwild_local.engine import EngineError, Generation, RunConfig
+from hogwild_local.backend import Model, Sampler, SamplingParams, Token, clear_log, recent_log
+from hogwild_local.engine import EngineError, Generation, RunConfig, spare_cells
 from hogwild_local.events import StepEvent
 from hogwild_local.models import resolve_model
 from reference import ReferenceModel
@@ -174,6 +174,22 @@ def test_greedy_text_does_not_depend_on_the_context_size(smollm2, cache_type):
     assert large == small
 
 
+@pytest.mark.parametrize("cache_type, path", [("f16", "flash"), ("f32", "query-copy")])
+def test_a_run_takes_flash_attention_unless_the_cache_is_f32(smollm2, cache_type, path):
+    """A Hogwild context has flash attention on, and its passes take the patch's key copies in the spare cells
+    the engine keeps, unless the cache is f32 (llama.cpp's flash attention would cast it to f16): the paths the
+    patch logged at its graph builds up to the end of the run, the finisher's included."""
+    cfg = RunConfig(workers=4, budget=24, n_ctx=2048, cache_type=cache_type, threads=2, stop_on_answer=False)
+    gen = Generation(smollm2, PROBLEM, cfg)
+    events, paths = [], set()
+    for event in gen.events():  # the log keeps 64 lines: read it as the run goes
+        events.append(event)
+        paths |= {line.split("hogwild attention: ")[1].split(" (")[0] for line in recent_log() if "hogwild attention: " in line}
+        clear_log()
+    assert paths == {path}
+    assert gen.ctx.cells_total() - events[0].cells_total == spare_cells(4, 2048, flash_attn=cache_type != "f32")
+
+
 @pytest.mark.parametrize("check_repeats", [False, True])
 def test_check_repeats_asks_the_self_check_question(smollm2, check_repeats):
     """Greedy SmolLM2-135M loops ("I'm going to do something." again and again). With check_repeats, a worker
@@ -319,9 +335,10 @@ def test_eight_workers_on_a_thirty_layer_model(smollm2):
 def test_context_full_mid_generation_still_answers(smollm2):
     """A small context fills up: generation stops with reason context_full, and the finisher still answers."""
     gen = Generation(smollm2, "Count from one to two hundred.", RunConfig(workers=2, budget=2000, n_ctx=512, threads=2))
-    answer = list(gen.events())[-1]
+    events = list(gen.events())
+    answer = events[-1]
     assert answer.type == "answer" and answer.reason == "context_full" and answer.passes < 2000
-    assert gen.ctx.cells_used() <= gen.ctx.cells_total() == 512
+    assert gen.ctx.cells_used() <= events[0].cells_total == 512  # the spare cells for key copies stay free
 
 
 @pytest.mark.parametrize("words", [3000, 810])
@@ -348,7 +365,8 @@ def test_notes_are_counted_and_the_cache_is_as_large_as_llama_cpp_made_it(smollm
     gen.add_note("Check the units. " * ((520 - prompt) // 4 + 5))  # 4 tokens each: 20 past 520
     events = list(gen.events())
     start, answer = events[0], events[-1]
-    assert start.type == "start" and start.cells_total == gen.ctx.cells_total() == 768
+    assert start.type == "start" and start.cells_total == 768
+    assert gen.ctx.cells_total() == 768 + spare_cells(2, 520, flash_attn=True)  # the key copies' room
     notes = [e for e in events if e.type == "step" and e.worker == "User"]
     assert len(notes) == 1 and start.prompt_tokens + len(smollm2.tokenize(notes[0].text)) > 520
     stats = [e for e in events if e.type == "stats"]

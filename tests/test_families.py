@@ -95,27 +95,34 @@ def test_keys_follow_block_table_changes(family: Family, cache_type: str) -> Non
     assert max(errors) <= TOLERANCE[cache_type], errors
 
 
-@pytest.mark.parametrize("cache_type", ["f32", "f16"])
-def test_lockstep_with_consolidation(family: Family, cache_type: str) -> None:
+# the query-copy graph for both cache types, and the flash-attention path (key copies rotated with the family's
+# RoPE) for f16 (an f32 cache never takes it)
+ATTENTION = [("f32", "graph"), ("f16", "graph"), ("f16", "flash")]
+
+
+@pytest.mark.parametrize("cache_type, attention", ATTENTION)
+def test_lockstep_with_consolidation(family: Family, cache_type: str, attention: str) -> None:
     """W = 3 workers, every worker's logits every pass; every third pass a step moves into the history by a
     K-shift, which must turn the keys without scaling them again (YaRN, LongRoPE)."""
     name, spec, model = family
-    result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED)
+    result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED, flash_attn=attention == "flash")
+    assert result.attention == {"flash" if attention == "flash" else "query-copy"}
     assert result.layout.history and result.cells_used == result.layout.live_cells() == result.mirror_cells
-    print(f"\nmax abs error: lockstep W=3 {name} {cache_type}: {result.worst:.3g}")
+    print(f"\nmax abs error: lockstep W=3 {name} {cache_type} {attention}: {result.worst:.3g}")
     assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
-@pytest.mark.parametrize("cache_type", ["f32", "f16"])
-def test_lockstep_at_full_context(family: Family, cache_type: str) -> None:
+@pytest.mark.parametrize("cache_type, attention", ATTENTION)
+def test_lockstep_at_full_context(family: Family, cache_type: str, attention: str) -> None:
     """The same with 8 workers, blocks of 131072 positions in a 131072-cell cache (the last step block starts
     past position 1M): the error must not depend on the context size."""
     name, spec, model = family
     result = run_lockstep(spec, model, cache_type, LayoutKind.COMBINED, n_workers=8, capacity=131072,
-                          n_ctx=131072, passes=9)
+                          n_ctx=131072, passes=9, flash_attn=attention == "flash")
+    assert result.attention == {"flash" if attention == "flash" else "query-copy"}
     assert result.layout.steps[-1].start > 8 * 131072 and len(result.layout.history) == 3
     assert result.cells_used == result.layout.live_cells() == result.mirror_cells
-    print(f"\nmax abs error: lockstep W=8 n_ctx=131072 {name} {cache_type}: {result.worst:.3g}")
+    print(f"\nmax abs error: lockstep W=8 n_ctx=131072 {name} {cache_type} {attention}: {result.worst:.3g}")
     assert result.worst <= TOLERANCE[cache_type], result.worst
 
 
