@@ -386,10 +386,10 @@ class Generation:
         """Decode forced text (``logits``: keep its last token's) in pieces: full batches for the prefill, at a
         small cache; afterwards (a note, the finisher prompt) at most W tokens at a time, as many as a pass.
 
-        With the stock-op attention graph (layers on a GPU, an f32 cache) llama.cpp's compute memory grows with
-        tokens x cells (about 1.4 kB per pair on SmolLM2): the finisher's ~20-token prompt in one decode, at the
-        run's largest cache, raised RSS by 20 % in a soak. The text is
-        one sequence's and nothing else is written meanwhile, so the pieces see exactly what one batch would.
+        With the query-copy attention graph (an f32 cache; passes whose key copies find no room) llama.cpp's
+        compute memory grows with tokens x cells (about 1.4 kB per pair on SmolLM2): the finisher's ~20-token
+        prompt in one decode, at the run's largest cache, raised RSS by 20 % in a soak. The text is one
+        sequence's and nothing else is written meanwhile, so the pieces see exactly what one batch would.
         """
         last = len(tokens) - 1
         items = [Token(t, p, seq_ids, logits and i == last) for i, (t, p) in enumerate(zip(tokens, positions))]

@@ -21,6 +21,13 @@ from reference import ReferenceModel, RefToken
 from tiny_gguf import TinyModel
 
 
+def attention_paths() -> set[str]:
+    """The attention paths the patch logged at its graph builds ("flash", "query-copy"), read from llama.cpp's
+    log, which keeps 64 lines: clear it before what is to be read, and read it after each decode or event."""
+    marker = "hogwild attention: "
+    return {line.split(marker)[1].split(" (")[0] for line in recent_log() if marker in line}
+
+
 class ReferenceRun:
     """Mirror of the cache for the reference: cell -> (canonical position, viewers)."""
 
@@ -94,8 +101,7 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
             sync_views(ctx, layout)
             clear_log()
             ctx.decode(tokens)
-            attention.update(line.split("hogwild attention: ")[1].split(" (")[0]
-                             for line in recent_log() if "hogwild attention: " in line)
+            attention.update(attention_paths())
             got = [ctx.logits(i) for i, t in enumerate(tokens) if t.logits]
             want = [row for row, t in zip(mirror.forward(tokens), tokens) if t.logits]
             for g, e in zip(got, want):

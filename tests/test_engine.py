@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from hogwild_local import prompts
-from hogwild_local.backend import Model, Sampler, SamplingParams, Token, clear_log, recent_log
+from hogwild_local.backend import Model, Sampler, SamplingParams, Token, clear_log
 from hogwild_local.engine import EngineError, Generation, RunConfig, spare_cells
 from hogwild_local.events import StepEvent
 from hogwild_local.models import resolve_model
+from lockstep import attention_paths
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
 from trace_replay import TraceReplay
@@ -182,9 +183,10 @@ def test_a_run_takes_flash_attention_unless_the_cache_is_f32(smollm2, cache_type
     cfg = RunConfig(workers=4, budget=24, n_ctx=2048, cache_type=cache_type, threads=2, stop_on_answer=False)
     gen = Generation(smollm2, PROBLEM, cfg)
     events, paths = [], set()
+    clear_log()  # forget earlier tests' graph builds
     for event in gen.events():  # the log keeps 64 lines: read it as the run goes
         events.append(event)
-        paths |= {line.split("hogwild attention: ")[1].split(" (")[0] for line in recent_log() if "hogwild attention: " in line}
+        paths |= attention_paths()
         clear_log()
     assert paths == {path}
     assert gen.ctx.cells_total() - events[0].cells_total == spare_cells(4, 2048, flash_attn=cache_type != "f32")
