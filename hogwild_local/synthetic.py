@@ -49,6 +49,8 @@ SHAPES = {
     "qwen2.5-1.5b": Shape("qwen2", 151936, 1536, 28, 12, 2, 8960, 1000000.0, 1e-6, 32768, True, True),
     # Qwen/Qwen2.5-7B(-Instruct)
     "qwen2.5-7b": Shape("qwen2", 152064, 3584, 28, 28, 4, 18944, 1000000.0, 1e-6, 32768, False, True),
+    # Qwen/Qwen2.5-32B-Instruct (65 GB in f16: bench it with --layers on a small disk)
+    "qwen2.5-32b": Shape("qwen2", 152064, 5120, 64, 40, 8, 27648, 1000000.0, 1e-6, 32768, False, True),
 }
 
 
