@@ -1,7 +1,7 @@
 """The patched llama.cpp against an independent float64 numpy reference (tests/reference.py).
 
 Every case runs on tiny random GGUF models of llama shape (normal RoPE) and qwen2 shape (NeoX RoPE, q/k/v
-biases), both with grouped-query attention, and with f32 and f16 KV caches.
+biases), both with grouped-query attention, and with f32 and f16 KV caches (the lock-step runs also bf16).
 """
 
 from __future__ import annotations
