@@ -32,6 +32,7 @@ import bisect
 import codecs
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
@@ -183,7 +184,8 @@ class Generation:
         self.layout: Layout | None = None
         self.ctx: Context | None = None
         self._cells = 0  # the cells a run may fill: the cache less its spare cells (spare_cells)
-        self._written: dict[int, list[int]] = {}  # per block: the tokens written there, but the prompt's
+        # per block: the tokens written there, but the prompt's (4 bytes a token: a list takes 36)
+        self._written: dict[int, array[int]] = {}
         self._tokens_written = 0  # tokens decoded into the cache and not freed since (each takes one cell)
         # when a list, every cache operation is appended to it (tests replay it against a reference)
         self.trace: list[tuple] | None = None
@@ -258,7 +260,7 @@ class Generation:
                 layout.mark_filled(block)
                 self._sync_views()
                 self._write(text, layout.fill_header(block), layout.viewers(block), prefill=True)
-        self._written = {block.id: [] for block in layout.blocks}
+        self._written = {block.id: array("i") for block in layout.blocks}
 
         workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
         for w in workers:
@@ -297,7 +299,7 @@ class Generation:
             t_decode += time.perf_counter() - t
             passes += 1
             for w in active:
-                self._written[layout.steps[w.index].id] += w.pending
+                self._written[layout.steps[w.index].id].extend(w.pending)
 
             for w in active:
                 if w.ending:  # the step-ending token is in the cache now: move the step into the history
@@ -368,6 +370,7 @@ class Generation:
         votes: dict[str, int] = {}
         finisher_prompt = finisher_text = ""
         if answer is None:
+            self._release_views()
             answer, finisher_prompt, finisher_text, votes = self._final_answer(ctx, workers)
         yield AnswerEvent(
             answer=answer, reason=reason, finisher_text=finisher_text, passes=passes,
@@ -478,7 +481,7 @@ class Generation:
         if move:
             step_tokens = self._written[self.layout.steps[w.index].id]
             self._written[self.layout.common.id] += step_tokens
-            step_tokens.clear()
+            del step_tokens[:]
             if self.layout.kind is LayoutKind.STEPWISE:
                 for other in range(self.layout.n_workers):
                     if other != w.index:
@@ -497,11 +500,22 @@ class Generation:
             if ctx.cells_used() + len(tokens) + reserve > self._cells:
                 return False
             positions = self.layout.append_note(len(tokens))
-            self._written[self.layout.common.id] += tokens
+            self._written[self.layout.common.id].extend(tokens)
             self._sync_views()
             self._write(tokens, positions, tuple(range(self.layout.n_workers)))
             yield StepEvent("User", 0, text, pass_)
         return True
+
+    def _release_views(self) -> None:
+        """Take the history out of every worker's sequence but the first, once the workers are done.
+
+        llama.cpp keeps a node per cell and sequence (``seq_pos``); the finisher's sequence copies the
+        history from worker 0 and would add one per history cell. Freed first, the others' nodes are the
+        memory the finisher's reuse, so the run's footprint does not grow at its end. Their current steps
+        stay: the finisher copies those from each worker's own sequence.
+        """
+        for w in range(1, self.layout.n_workers):
+            self._memory("seq_rm", w, 0, self.layout.common.end)
 
     def _final_answer(self, ctx: Context, workers: list[Worker]) -> tuple[str | None, str, str, dict[str, int]]:
         """The finisher's answer, its prompt and its text (self-consistency: one finisher per worker and a
@@ -519,10 +533,10 @@ class Generation:
         What it sees is the prompt, the history and the given workers' current steps, in that order; the
         tokens are read back with special tokens spelled out, since ``</think>`` may be one.
         """
-        tokens = [*self._written[self.layout.common.id],
-                  *(tok for w in workers for tok in self._written[self.layout.steps[w].id])]
-        seen = b"".join(self.model.token_bytes(tok, special=True) for tok in tokens).decode("utf-8", "replace")
-        return prompts.finisher(thinking.is_open(seen, opened=thinking.ends_open(self._prompt)))
+        blocks = [self._written[self.layout.common.id], *(self._written[self.layout.steps[w].id] for w in workers)]
+        # read backwards, a token at a time: only the last tag counts, and a long run has written ~100k tokens
+        pieces = (self.model.token_bytes(tok, special=True) for block in reversed(blocks) for tok in reversed(block))
+        return prompts.finisher(thinking.ends_inside(pieces, opened=thinking.ends_open(self._prompt)))
 
     def _finish(self, ctx: Context, workers: list[int]) -> tuple[str | None, str, str]:
         """Greedy final answer from a sequence that sees the history and the given workers' current steps:

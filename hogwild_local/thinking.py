@@ -21,6 +21,7 @@ What the prompt ends with, after the assistant header (the template's own text w
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -122,6 +123,23 @@ def is_open(text: str, *, opened: bool) -> bool:
     if last_open == last_close:  # neither tag (the two can never start at the same place)
         return opened
     return last_open > last_close
+
+
+def ends_inside(pieces_from_end: Iterable[bytes], *, opened: bool) -> bool:
+    """:func:`is_open` for a text given as its bytes in pieces, from the last piece back to the first.
+
+    Nothing is joined: the search stops at the last tag, holding one piece and a tag's length at a time.
+    """
+    tags = OPEN.encode(), CLOSE.encode()
+    keep = max(map(len, tags)) - 1  # a tag that starts in a piece may end this far into the next one
+    after = b""
+    for piece in pieces_from_end:
+        window = piece + after[:keep]
+        last_open, last_close = window.rfind(tags[0]), window.rfind(tags[1])
+        if last_open != last_close:  # a tag in this piece; any later one would have been seen already
+            return last_open > last_close
+        after = window
+    return opened
 
 
 def block_state(prompt: str) -> str:

@@ -206,6 +206,19 @@ def test_a_closing_tag_in_a_step():
     assert not thinking.is_open(step, opened=True) and thinking.is_open("more thoughts", opened=True)
 
 
+@pytest.mark.parametrize("text", [
+    "", "plain words", "<think>\nopen", "a</think>b", "<think>x</think>", "</think><think>", "<think></think><think>y",
+    "x</thi", "nk>", "<<think>>", "</think></think>"])
+@pytest.mark.parametrize("opened", [False, True])
+def test_reading_the_tags_backwards_in_pieces(text, opened):
+    """The finisher reads a long run's tokens backwards without joining them: the same verdict as reading
+    the whole text, however the text is cut into pieces (tags split over pieces included)."""
+    data = text.encode()
+    for size in (1, 2, 3, 7, len(data) or 1):
+        pieces = [data[i:i + size] for i in range(0, len(data), size)]
+        assert thinking.ends_inside(reversed(pieces), opened=opened) == thinking.is_open(text, opened=opened)
+
+
 def test_block_states():
     assert thinking.block_state("...assistant\n<think>\n") == "open"
     assert thinking.block_state("...assistant\n<think>\n\n</think>\n\n") == "closed"
