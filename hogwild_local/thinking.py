@@ -119,16 +119,14 @@ def is_open(text: str, *, opened: bool) -> bool:
 
     The last tag decides: a worker that wrote ``</think>`` has closed the block for everyone after it.
     """
-    last_open, last_close = text.rfind(OPEN), text.rfind(CLOSE)
-    if last_open == last_close:  # neither tag (the two can never start at the same place)
-        return opened
-    return last_open > last_close
+    return ends_inside([text.encode()], opened=opened)
 
 
 def ends_inside(pieces_from_end: Iterable[bytes], *, opened: bool) -> bool:
     """:func:`is_open` for a text given as its bytes in pieces, from the last piece back to the first.
 
-    Nothing is joined: the search stops at the last tag, holding one piece and a tag's length at a time.
+    Nothing is joined: the search stops at the last tag, holding one piece and a tag's length at a time
+    (the finisher reads a whole run's tokens this way).
     """
     tags = OPEN.encode(), CLOSE.encode()
     keep = max(map(len, tags)) - 1  # a tag that starts in a piece may end this far into the next one
