@@ -125,34 +125,39 @@ def test_cut_and_dropped_steps_leave_a_consistent_cache(tiny_with_vocab, monkeyp
     assert worst <= tolerance(1e-4), worst
 
 
-@pytest.mark.parametrize("workers, seed", [(2, 2), (4, 1)])
-def test_smollm2_end_to_end(smollm2, workers, seed):
+@pytest.mark.parametrize("workers", [2, 4])
+def test_smollm2_end_to_end(smollm2, workers):
     """64 passes of real text. SmolLM2-135M often keeps one worker in a single long step for all 64 passes
-    (seeds 0, 1, 3 with 2 workers on this problem); these seeds show steps of several workers in the
-    history. The cache accounting below must hold for any seed."""
-    cfg = RunConfig(workers=workers, budget=64, n_ctx=4096, threads=2, sampling=SamplingParams(seed=seed),
-                    stop_on_answer=False)
-    gen = Generation(smollm2, PROBLEM, cfg)
-    text: dict[str, str] = {}
-    stats, steps, answer, sampled = [], [], None, 0
-    for event in gen.events():
-        if event.type == "token" and not event.forced:
-            text[event.worker] = text.get(event.worker, "") + event.text
-            sampled += 1
-        elif event.type == "stats":
-            stats.append(event)
-        elif event.type == "step":
-            steps.append(event)
-        elif event.type == "answer":
-            answer = event
-    names = ["Alice", "Bob", "Carol", "Dave"][:workers]
-    assert all(len(text.get(name, "").strip()) > 20 for name in names), text
-    assert len({s.worker for s in steps}) > 1, "the history should hold steps of more than one worker"
-    assert len(stats) == 64 and answer.passes == 64
-    # one shared copy of every token: the cache holds exactly what was written
-    assert all(s.cells_used == s.tokens_written for s in stats)
-    assert gen.ctx.cells_used() == gen.layout.live_cells()
-    assert answer.reason == "budget" and answer.tokens_generated == sampled
+    (seeds 0, 1, 3 with 2 workers on this problem), and which seeds do not depends on the last bits of the
+    attention (the CPU, the patch series): the seeds are tried in turn until the history holds steps of
+    several workers. The cache accounting below must hold for every seed tried."""
+    for seed in (2, 1, 4, 5, 6, 7):
+        cfg = RunConfig(workers=workers, budget=64, n_ctx=4096, threads=2, sampling=SamplingParams(seed=seed),
+                        stop_on_answer=False)
+        gen = Generation(smollm2, PROBLEM, cfg)
+        text: dict[str, str] = {}
+        stats, steps, answer, sampled = [], [], None, 0
+        for event in gen.events():
+            if event.type == "token" and not event.forced:
+                text[event.worker] = text.get(event.worker, "") + event.text
+                sampled += 1
+            elif event.type == "stats":
+                stats.append(event)
+            elif event.type == "step":
+                steps.append(event)
+            elif event.type == "answer":
+                answer = event
+        names = ["Alice", "Bob", "Carol", "Dave"][:workers]
+        assert all(len(text.get(name, "").strip()) > 20 for name in names), text
+        assert len(stats) == 64 and answer.passes == 64
+        # one shared copy of every token: the cache holds exactly what was written
+        assert all(s.cells_used == s.tokens_written for s in stats)
+        assert gen.ctx.cells_used() == gen.layout.live_cells()
+        assert answer.reason == "budget" and answer.tokens_generated == sampled
+        if len({s.worker for s in steps}) > 1:
+            break
+    else:
+        pytest.fail("no seed gave a history with steps of more than one worker")
 
 
 def greedy_run(model: Model, n_ctx: int, cache_type: str) -> list[tuple[str, str, bool]]:
