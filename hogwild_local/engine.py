@@ -114,8 +114,9 @@ def hogwild_flash_attn(cache_type: str) -> bool:
 
 def spare_cells(n_workers: int, n_ctx: int, flash_attn: bool) -> int:
     """Cells a Hogwild context holds beyond what its run may fill, for the key copies of the flash-attention
-    path (see ``hogwild_flash_attn``): one copy of the workers' current steps per worker, W x W x 128 cells for
-    steps of about 128 tokens, at most a quarter of the context or 4096 cells, whichever is more. Until the
+    path (see ``hogwild_flash_attn``): one copy per worker of the small cell range that holds the workers' current
+    steps (patch 0008: the range may run up to 1.5x the steps' cells plus 64 before it moves), W x W x 128 cells
+    for steps of about 128 tokens, at most a quarter of the context or 4096 cells, whichever is more. Until the
     cache is nearly full the copies also fit in its unused cells; where they do not fit, the patch takes its
     slower query-copy graph for that pass, with the same result."""
     return min(max(256, n_workers * n_workers * 128), max(n_ctx // 4, 4096)) if flash_attn else 0

@@ -128,7 +128,7 @@ def test_cut_and_dropped_steps_leave_a_consistent_cache(tiny_with_vocab, monkeyp
 @pytest.mark.parametrize("workers", [2, 4])
 def test_smollm2_end_to_end(smollm2, workers):
     """64 passes of real text. SmolLM2-135M often keeps one worker in a single long step for all 64 passes
-    (seeds 0, 1, 3 with 2 workers on this problem), and which seeds do not depends on the last bits of the
+    (seeds 0, 1, 3 with 2 workers on this problem), and which seeds do so depends on the last bits of the
     attention (the CPU, the patch series): the seeds are tried in turn until the history holds steps of
     several workers. The cache accounting below must hold for every seed tried."""
     for seed in (2, 1, 4, 5, 6, 7):
