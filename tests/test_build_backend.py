@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from hogwild_local import build_backend as bb
+from hogwild_local.cli.build_backend import build_backend_command
 
 KV_CACHE = "src/llama-kv-cache.cpp"
 KV_LINES = [f"int line_{n} = {n};\n" for n in range(1, 31)]
@@ -227,7 +228,7 @@ def test_rejected_patch_fails_the_command_without_traceback(
     monkeypatch.setattr(bb, "PATCH_DIR", tmp_path / "p")
     monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
     result = CliRunner().invoke(
-        bb.build_backend_command, ["--bundle", str(tmp_path / "out"), "--sdist", str(tarball)]
+        build_backend_command, ["--bundle", str(tmp_path / "out"), "--sdist", str(tarball)]
     )
     assert result.exit_code == 1
     assert "Patch 0001-bad.patch does not apply" in result.output
@@ -319,7 +320,7 @@ def test_backend_status_has_sane_types() -> None:
 
 
 def test_print_lib_path_prints_a_folder_or_says_what_to_do() -> None:
-    result = CliRunner().invoke(bb.build_backend_command, ["--print-lib-path"])
+    result = CliRunner().invoke(build_backend_command, ["--print-lib-path"])
     if bb.installed_package_dir() is None:
         assert result.exit_code == 1
         assert "llama-cpp-python is not installed" in result.output

@@ -61,7 +61,7 @@ def test_dropped_steps_in_the_stream_and_the_transcript(smollm2_path, tmp_path):
 
 
 def test_printer_forgets_a_cut_header(capsys):
-    from hogwild_local.cli import Printer
+    from hogwild_local.cli.printer import Printer
 
     printer = Printer(colour=False)
     printer.token("Bob", "**Bob [2]:** 80 + 50 = 130 **Alice [")

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from hogwild_local import build_backend as bb
 from hogwild_local import library, selftest
+from hogwild_local.cli.build_backend import build_backend_command
 from hogwild_local.synthetic import write_synthetic_model
 
 HOGWILD = [sys.executable, "-m", "hogwild_local"]
@@ -145,7 +146,7 @@ def test_a_cached_wheel_that_fails_here_is_deleted_not_installed(tmp_path, monke
     not_an_sdist = tmp_path / "empty.tar.gz"
     with tarfile.open(not_an_sdist, "w:gz"):
         pass
-    result = CliRunner().invoke(bb.build_backend_command, ["--portable", "--sdist", str(not_an_sdist)])
+    result = CliRunner().invoke(build_backend_command, ["--portable", "--sdist", str(not_an_sdist)])
     assert result.exit_code == 1
     assert (f"The cached wheel of build {key.digest} fails its self-test on this CPU (the self-test was killed by "
             "SIGILL (Illegal instruction)); deleting it and building again.") in result.output
@@ -198,7 +199,7 @@ def test_a_new_build_that_fails_its_self_test_is_neither_cached_nor_installed(tm
     with tarfile.open(bundle, "w:gz") as tar:
         tar.add(root, arcname=root.name)
     installed_before = library.fingerprint_dir(library.installed_package_dir() / "lib")
-    result = CliRunner().invoke(bb.build_backend_command, ["--force", "--sdist", str(bundle), "--jobs", "1"])
+    result = CliRunner().invoke(build_backend_command, ["--force", "--sdist", str(bundle), "--jobs", "1"])
     assert result.exit_code == 1, result.output
     assert ("Error: The new build fails its self-test: the self-test was killed by SIGILL (Illegal instruction); "
             "it was neither cached nor installed.\n  hint: build one without this CPU's own instructions: "

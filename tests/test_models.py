@@ -23,6 +23,7 @@ import platformdirs
 import pytest
 from click.testing import CliRunner
 
+from hogwild_local.cli.models import models_group
 from hogwild_local.models import (
     ModelError,
     check_gguf_header,
@@ -31,7 +32,6 @@ from hogwild_local.models import (
     installed,
     load_manifest,
     models_dir,
-    models_group,
     pull,
     resolve_model,
     verify,

@@ -1,0 +1,181 @@
+"""`hogwild bench`: the speed benchmark's command line (the timing itself is hogwild_local.bench, imported
+when the command runs)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ..backend import CACHE_TYPES
+from ..layout import MAX_WORKERS
+from ..synthetic import SHAPES
+
+
+def _int_list(_ctx: click.Context | None, _param: click.Parameter | None,
+              value: str | None) -> tuple[int, ...] | None:
+    """``1,2,4`` -> (1, 2, 4): positive integers separated by commas (None stays None)."""
+    if value is None:
+        return None
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("expected positive integers")
+    return out
+
+
+def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, ...]:
+    """Worker counts: :func:`_int_list`, at most one worker per worker name."""
+    workers = _int_list(ctx, param, value)
+    if max(workers) > MAX_WORKERS:
+        raise click.BadParameter(f"at most {MAX_WORKERS} workers (one name each), got {max(workers)}")
+    return workers
+
+
+def _command_line() -> str:
+    """The command as typed, for the report (``python -m hogwild_local.bench`` when run as a module)."""
+    ctx = click.get_current_context(silent=True)
+    path = ctx.command_path if ctx else ""
+    if not path or path.endswith(".py") or path in ("bench", "__main__.py"):
+        path = "python -m hogwild_local.bench"
+    return " ".join([path, *map(shlex.quote, sys.argv[1:])])
+
+
+@click.command("bench")
+@click.option("--model", "-m", "model_spec", metavar="SPEC",
+              help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
+@click.option("--synthetic", type=click.Choice(sorted(SHAPES)), help="Benchmark a random-weight model of this shape.")
+@click.option("--layers", type=int, help="Synthetic only: fewer layers than the real model.")
+@click.option("--quant", default="Q4_K_M", show_default=True,
+              help="Synthetic only: quantization (f16 keeps the f16 file).")
+@click.option("--quantize-bin", type=click.Path(exists=True, dir_okay=False),
+              help="llama-quantize binary (default: on PATH, else libllama's quantizer).")
+@click.option("--workers", default="1,2,4,8", show_default=True, callback=_worker_list,
+              help=f"Worker counts W (1-{MAX_WORKERS}).")
+@click.option("--contexts", callback=_int_list,
+              help="Cells in the cache while timing [default: 1024,2048,4096 on CPU, and 8192 with GPU offload].")
+@click.option("--passes", default=16, show_default=True, type=click.IntRange(1), help="Timed passes per point.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed passes first.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1),
+              help="Alternate stock and hogwild runs this many times per point and pool their passes (steadier "
+                   "ratios on a busy machine).")
+@click.option("--step-tokens", default=32, show_default=True, type=click.IntRange(1),
+              help="Hogwild: a worker's step length before it moves into the history.")
+@click.option("--gpu-layers", type=int, help="Layers to offload [default: all if the library has GPU offload, else 0].")
+@click.option("--threads", type=int, help="CPU threads [default: all cores].")
+@click.option("--flash-attn", is_flag=True,
+              help="Flash attention for the stock side. Hogwild takes it as a run does: on unless the cache is f32 "
+                   "(the patch's key copies and one stock flash attention).")
+@click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)),
+              help="KV cache type.")
+@click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1),
+              help="n_batch (prompt chunk size).")
+@click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random token ids.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              help="Write meta and rows as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
+              help="Write a PNG of tokens/s vs workers.")
+def bench_command(model_spec: str | None, synthetic: str | None, layers: int | None, quant: str,
+                  quantize_bin: str | None, workers: tuple[int, ...], contexts: tuple[int, ...] | None, passes: int,
+                  warmup: int, rounds: int, step_tokens: int, gpu_layers: int | None, threads: int | None,
+                  flash_attn: bool, cache_type: str, n_batch: int, methods: str, seed: int, json_path: str | None,
+                  plot_path: str | None) -> None:
+    """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells."""
+    from ..backend import BackendError, Model, library_info
+    from ..bench import (
+        CACHE_TYPE_BYTES,
+        CPU_CONTEXTS,
+        GPU_CONTEXTS,
+        HEADER_LENGTHS,
+        format_table,
+        git_commit,
+        json_row,
+        load_average,
+        machine_name,
+        model_facts,
+        run_bench,
+        write_plot,
+    )
+    from ..engine import EngineError, check_model, hogwild_flash_attn
+    from ..models import ModelError, resolve_model
+    from ..synthetic import synthetic_model
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    if model_spec and synthetic:
+        raise click.UsageError("give --model or --synthetic, not both")
+    if layers is not None and not synthetic:
+        raise click.UsageError("--layers is for --synthetic models")
+    method_names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not method_names or set(method_names) - {"stock", "hogwild"}:
+        raise click.UsageError("--methods takes stock, hogwild or both")
+    info = library_info()
+    if not info["ok"]:
+        raise click.ClickException(info["error"])
+    if gpu_layers is None:
+        gpu_layers = 999 if info["gpu_offload"] else 0
+    contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
+    threads = threads or os.cpu_count() or 1
+    try:
+        if synthetic:
+            path = synthetic_model(synthetic, layers=layers, quant=quant, quantize_bin=quantize_bin, threads=threads,
+                                   log=log)
+        else:
+            path = resolve_model(model_spec)
+        load_before = load_average()
+        t0 = time.perf_counter()
+        model = Model(path, n_gpu_layers=gpu_layers)
+        log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
+        try:
+            check_model(model)  # the engine's refusals (recurrent memory, M-RoPE, sliding window) apply here too
+            facts = model_facts(model)
+            rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
+                             gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
+                             step_tokens=step_tokens, n_batch=n_batch, methods=method_names, seed=seed,
+                             rounds=rounds, log=log, model=model)
+        finally:
+            model.close()
+    except (BackendError, ModelError, EngineError) as err:
+        raise click.ClickException(str(err)) from None
+
+    meta = {
+        "machine": machine_name(),
+        "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
+                  f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
+                  f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
+        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
+                     f"{'on' if flash_attn else 'off'}, "
+                     f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
+                     f"n_batch {n_batch}, {passes} timed passes after "
+                     f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
+                     + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
+                     + (f", load average {load_before:.2f} before / {load_average():.2f} after"
+                        if load_before is not None else "")),
+        "kv_bytes_per_cell": facts.kv_bytes_per_cell(cache_type),
+        "kv_formula": (f"{facts.n_layer} layers x {facts.n_head_kv} KV heads x ({facts.head_dim_k} + "
+                       f"{facts.head_dim_v}) x {CACHE_TYPE_BYTES[cache_type]:g} B"),
+        "commit": git_commit(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": _command_line(),
+        "library": info.get("library"),
+        "model_path": str(path),
+        "model_facts": asdict(facts),
+    }
+    click.echo(format_table(rows, meta))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"meta": meta, "rows": [json_row(r) for r in rows]}, indent=1) + "\n")
+        log(f"wrote {json_path}")
+    if plot_path:
+        write_plot(rows, plot_path, f"{facts.name}, {threads} threads, {gpu_layers} GPU layers\n{meta['machine']}")
+        log(f"wrote {plot_path}")

@@ -1,0 +1,138 @@
+"""`hogwild eval`: the accuracy evaluation's command line (the runs, results file and report are in
+hogwild_local.evaluate)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ..evaluate import (
+    DEFAULT_BUDGETS,
+    DEFAULT_METHODS,
+    MethodSpec,
+    append_record,
+    check_compatible,
+    describe_headers,
+    fetch_gsm8k,
+    load_problems,
+    make_header,
+    markdown_table,
+    parse_budgets,
+    parse_methods,
+    parse_problems,
+    plot,
+    plot_title,
+    read_results,
+    report,
+    run_todo,
+    summarize,
+)
+from .options import generation_options, load_model, make_config
+
+
+def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
+    """Drop options that make no sense for eval (it takes --methods and --budgets instead)."""
+    def deco(cmd: click.Command) -> click.Command:
+        cmd.params = [p for p in cmd.params if p.name not in names]
+        return cmd
+    return deco
+
+
+@_without({"method", "workers", "budget"})
+@click.command("eval")
+@click.argument("dataset_path", metavar="[DATASET]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", "dataset_name", type=click.Choice(["gsm8k"]), default=None,
+              help="Fetch a public data set (GSM8K test split from the Hugging Face Hub; needs a network).")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+              help="METHOD-WORKERS, comma-separated: single, hogwild-N, independent-N, self-consistency-N.")
+@click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
+              help="Budgets in passes; one run at the largest, the finisher asked at each.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems (also with --report).")
+@click.option("--problems", "problems_text", default=None, metavar="RANGES",
+              help="Only these problems, by 0-based index in the file, e.g. 155-199,0-30 (also with --report). "
+                   "Each keeps its index, so a re-run uses the same seeds.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results JSONL (resumable). Default: eval-DATASET.jsonl.")
+@click.option("--transcripts", "transcripts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one transcript per (problem, method) into this folder.")
+@click.option("--report", "report_paths", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Print the table of an existing results file and exit (no model needed). Repeat it to put "
+                   "files with other settings side by side (their methods named by what differs).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw accuracy vs budget to this PNG.")
+@generation_options
+def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: str, budgets: str, limit: int | None,
+                 problems_text: str | None,
+                 results_path: Path | None, transcripts_dir: Path | None, report_paths: tuple[Path, ...],
+                 plot_path: Path | None, **opts) -> None:
+    """Measure accuracy on GSM8K-style problems: every method at every budget, resumable.
+
+    \b
+    Examples:
+      hogwild eval ../shared/data/gsm8k/dev.jsonl --limit 20 --results gsm8k.jsonl
+      hogwild eval --dataset gsm8k --methods single,hogwild-2,hogwild-4 --budgets 256,512,1024
+      hogwild eval --report gsm8k.jsonl --plot gsm8k.png
+      hogwild eval --report gsm8k.jsonl --report gsm8k-dry.jsonl --limit 12   # two settings, same problems
+      hogwild eval ../shared/data/gsm8k/dev.jsonl --problems 5,40-49 --results rerun.jsonl   # some again
+    """
+    chosen = parse_problems(problems_text) if problems_text else None
+    if report_paths:
+        text, rows = report(report_paths, limit, chosen)
+        click.echo(text)
+        if plot_path:
+            plot(rows, plot_path, plot_title(report_paths[0]))
+            click.echo(f"\nplot: {plot_path}", err=True)
+        return
+
+    specs = parse_methods(methods, 2)
+    budget_list = parse_budgets(budgets)
+    if dataset_path is not None and dataset_name is not None:
+        raise click.UsageError("give a DATASET file or --dataset, not both")
+    if dataset_path is None and dataset_name is None:
+        raise click.UsageError("give a DATASET.jsonl file (GSM8K format) or --dataset gsm8k")
+    if dataset_name == "gsm8k":
+        dataset_path, dataset_label = fetch_gsm8k(), "gsm8k (openai/gsm8k main/test)"
+    else:
+        dataset_label = str(dataset_path)
+    problems = load_problems(dataset_path)
+    if chosen:
+        if max(chosen) >= len(problems):
+            raise click.BadParameter(f"{problems_text!r}: {dataset_path} has problems 0-{len(problems) - 1}",
+                                     param_hint="--problems")
+        problems = [problems[i] for i in chosen]
+    problems = problems[:limit]
+    results_path = results_path or Path(f"eval-{Path(dataset_path).stem}.jsonl")
+
+    opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budget_list)}
+    base_config = make_config(opts)
+    model = load_model(opts)
+    header = make_header(dataset_label, Path(dataset_path), model.path, specs, budget_list, base_config, opts)
+    headers, done = read_results(results_path)
+    if headers:
+        check_compatible(headers[0], header, results_path)
+
+    def is_done(index: int, spec: MethodSpec) -> bool:
+        rec = done.get((index, spec.name))
+        return rec is not None and all(str(b) in rec["budgets"] for b in budget_list)
+
+    todo = [(p, s) for p in problems for s in specs if not is_done(p.index, s)]
+    total = len(problems) * len(specs)
+    if not todo:
+        click.echo(f"all {total} runs are done already in {results_path}", err=True)
+    else:
+        append_record(results_path, header)
+        run_todo(model, todo, total, base_config, budget_list, results_path, transcripts_dir)
+
+    # the table covers what this command asked for
+    wanted = {(p.index, s.name) for p in problems for s in specs}
+    _, results = read_results(results_path)
+    mine = [r for k, r in results.items() if k in wanted]
+    rows = [r for r in summarize(mine, [s.name for s in specs]) if r.budget in budget_list]
+    click.echo(f"\n{describe_headers(read_results(results_path)[0])}\n- {len(problems)} problems, {len(mine)} runs, "
+               f"results: {results_path}\n\n{markdown_table(rows)}")
+    if plot_path:
+        plot(rows, plot_path, plot_title(results_path))
+        click.echo(f"\nplot: {plot_path}", err=True)

@@ -1,0 +1,160 @@
+"""Options and argument handling shared by the commands: the generation options of `run`, `tui` and `eval`,
+the RunConfig they make, the model they load, and PROBLEM as typed or read from stdin."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from ..layout import WORKER_NAMES
+from ..thinking import ThinkMode
+
+if TYPE_CHECKING:
+    from ..backend import Model
+    from ..engine import RunConfig
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class ThinkChoice(click.Choice):
+    """``--think``'s values. ``--think`` alone means on, but before the problem it takes the problem as its
+    value (click cannot tell them apart), so the error says how to write it."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))} (--think alone means on: "
+                      "put it after the problem, or write --think on)", param, ctx)
+
+
+def generation_options(func: F) -> F:
+    """The options shared by `run`, `tui` and `eval`: model, workers, method, sampling, runtime."""
+    options = [
+        click.option("--model", "-m", "model_spec", default=None,
+                     help="Manifest name (see `hogwild models list`), a .gguf path, or hf:OWNER/REPO/FILE. "
+                          "Default: qwen2.5-coder-1.5b-instruct."),
+        click.option("--workers", "-w", type=click.IntRange(1, len(WORKER_NAMES)), default=2, show_default=True,
+                     help="How many workers share the cache."),
+        click.option("--method", type=click.Choice(["hogwild", "single", "independent", "self-consistency"]),
+                     default="hogwild", show_default=True, help="Hogwild! or a baseline with the same budget."),
+        click.option("--layout", type=click.Choice(["combined", "contiguous", "stepwise"]), default="combined",
+                     show_default=True, help="How workers see each other (hogwild method)."),
+        click.option("--budget", "-b", type=click.IntRange(1), default=512, show_default=True,
+                     help="Forward passes (each writes one token per worker)."),
+        click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.6, show_default=True,
+                     help="0 = greedy."),
+        click.option("--top-k", type=click.IntRange(min=0), default=40, show_default=True, help="0 = off."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+                     help="1 = off."),
+        click.option("--min-p", type=click.FloatRange(0, 1), default=0.05, show_default=True, help="0 = off."),
+        click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="1 = off."),
+        click.option("--dry", "dry_multiplier", type=click.FloatRange(0), default=0.0, show_default=True,
+                     help="DRY penalty strength (0.8 is usual; 0 = off): discourages repeating a run of tokens "
+                          "from the text the worker sees, other workers' steps included."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
+                     help="Greedy tokens for the final answer when the budget runs out."),
+        click.option("--think", type=ThinkChoice([m.value for m in ThinkMode]), default=ThinkMode.AUTO.value,
+                     is_flag=False, flag_value=ThinkMode.ON.value, show_default=True,
+                     help="The thinking block of reasoning models, where the workers write. auto: opened for "
+                          "models whose chat template or vocabulary shows they reason (QwQ, DeepSeek-R1 distills, "
+                          "Qwen3), nothing for instruct models; on: always opened; off: reasoning models get an "
+                          "empty, closed block and answer without thinking (Qwen3's enable_thinking=false). "
+                          "--think alone means on."),
+        click.option("--check-repeats", is_flag=True,
+                     help="When a worker's step repeats a finished step word for word, open its next step with "
+                          "the self-check question (small models tend to loop)."),
+        click.option("--end-at-headers", is_flag=True,
+                     help="End a step where its worker starts writing a step header itself (\"**Bob [\"), "
+                          "and cut that header: only the engine opens steps."),
+        click.option("--drop-repeats", is_flag=True,
+                     help="Free a finished step that repeats a step its worker has seen word for word, "
+                          "instead of adding it to the history."),
+        click.option("--step-limit", type=click.IntRange(0), default=300, show_default=True,
+                     help="A step longer than this many tokens ends at its next sentence end, so work reaches "
+                          "the shared history (0 = no limit)."),
+        click.option("--ctx", "n_ctx", type=click.IntRange(256), default=8192, show_default=True,
+                     help="KV cache cells (all workers together)."),
+        click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16", show_default=True,
+                     help="KV cache type (V must not be quantized)."),
+        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores)."),
+        click.option("--gpu-layers", "-ngl", type=int, default=0, show_default=True,
+                     help="Layers to offload to the GPU (-1 = all)."),
+        click.option("--main-gpu", type=int, default=0, show_default=True),
+        click.option("--tensor-split", default=None, help="Split over several GPUs, e.g. 3,1."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_config(opts: dict) -> RunConfig:
+    """RunConfig from the shared options (`--method single` with an explicit `-w` above 1 is a usage error)."""
+    from ..backend import SamplingParams
+    from ..engine import RunConfig
+
+    if opts["method"] == "single":
+        ctx = click.get_current_context(silent=True)
+        source = ctx.get_parameter_source("workers") if ctx else None
+        explicit = source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        if opts["workers"] > 1 and explicit:
+            raise click.UsageError("--method single runs one worker; leave out --workers")
+        opts = {**opts, "workers": 1}  # recorded as run, not as the default of -w
+
+    sampling = SamplingParams(temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+                              min_p=opts["min_p"], repeat_penalty=opts["repeat_penalty"],
+                              dry_multiplier=opts["dry_multiplier"], seed=opts["seed"])
+    return RunConfig(method=opts["method"], workers=opts["workers"], layout=opts["layout"], budget=opts["budget"],
+                     sampling=sampling, finisher_tokens=opts["finisher_tokens"], think=opts["think"],
+                     check_repeats=opts.get("check_repeats", False),
+                     end_at_headers=opts.get("end_at_headers", False), drop_repeats=opts.get("drop_repeats", False),
+                     step_limit=opts["step_limit"],
+                     n_ctx=opts["n_ctx"], cache_type=opts["cache_type"], threads=opts["threads"])
+
+
+def parse_tensor_split(opts: dict) -> list[float] | None:
+    """--tensor-split "3,1" -> [3.0, 1.0]."""
+    if not opts.get("tensor_split"):
+        return None
+    try:
+        return [float(x) for x in opts["tensor_split"].split(",")]
+    except ValueError:
+        raise click.UsageError("--tensor-split takes numbers separated by commas, e.g. 3,1") from None
+
+
+def load_model(opts: dict) -> Model:
+    """Resolve and load the model named by the options, with one-line errors."""
+    from ..backend import BackendError, Model
+    from ..models import ModelError, resolve_model
+
+    split = parse_tensor_split(opts)
+    try:
+        path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
+        return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
+    except (ModelError, BackendError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def read_problem(problem: str | None) -> str:
+    """PROBLEM as typed, or stdin for '-'. Text that is not UTF-8 is a usage error, never a traceback later."""
+    if problem == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            problem = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise click.UsageError(f"the problem on stdin is not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                                   f"{err.start})") from None
+    elif problem is not None:
+        try:
+            problem.encode("utf-8")
+        except UnicodeEncodeError as err:  # argv bytes that are not UTF-8 arrive as lone surrogates
+            byte = ord(problem[err.start]) - 0xDC00
+            raise click.UsageError(f"PROBLEM is not UTF-8 text (byte {byte:#04x} at character {err.start})") from None
+    if not problem or not problem.strip():
+        raise click.UsageError("give a PROBLEM (or '-' to read it from stdin)")
+    return problem

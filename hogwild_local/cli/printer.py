@@ -1,0 +1,61 @@
+"""Terminal output of `hogwild run`: worker text a line at a time, labelled in colour, and the thinking note."""
+
+from __future__ import annotations
+
+import click
+
+from ..layout import WORKER_NAMES
+from ..thinking import SIGN_TEXT, Sign
+
+COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+class Printer:
+    """Streams worker text to the terminal a line at a time, each line labelled with its worker in colour."""
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+        self.buffers: dict[str, str] = {}
+
+    def label(self, name: str) -> str:
+        """``name`` right-aligned with a bar after it, in the worker's colour when colour is on."""
+        index = WORKER_NAMES.index(name) if name in WORKER_NAMES else len(COLOURS) - 1
+        text = f"{name:>6} | "
+        return click.style(text, fg=COLOURS[index % len(COLOURS)], bold=True) if self.colour else text
+
+    def token(self, worker: str, text: str) -> None:
+        """Add ``text`` to the worker's line; print every line it completes."""
+        buffer = self.buffers.get(worker, "") + text
+        *lines, rest = buffer.split("\n")
+        for line in lines:
+            if line.strip():
+                click.echo(self.label(worker) + line)
+        self.buffers[worker] = rest
+
+    def cut(self, worker: str, text: str) -> None:
+        """The engine cut the worker's step to ``text``: forget the cut part of the line not shown yet
+        ("" = the whole step was dropped as a repeat: say so)."""
+        kept_line = text.rstrip("\n").rsplit("\n", 1)[-1]
+        buffer = self.buffers.get(worker, "")
+        self.buffers[worker] = kept_line if kept_line and buffer.startswith(kept_line) else ""
+        if not text:
+            note = "(the step above repeated an earlier one word for word: dropped)"
+            click.echo(self.label(worker) + (click.style(note, dim=True) if self.colour else note))
+
+    def flush(self, worker: str | None = None) -> None:
+        """Print the unfinished line of ``worker`` (of every worker when None)."""
+        for name in [worker] if worker else list(self.buffers):
+            if self.buffers.get(name, "").strip():
+                click.echo(self.label(name) + self.buffers[name])
+            self.buffers[name] = ""
+
+
+def thinking_note(start: dict) -> str | None:
+    """One line on the thinking block the prompt ends with (a start event's ``thinking``), None if there is none."""
+    if start.get("block") == "open":
+        why = "; ".join(SIGN_TEXT[Sign(sign)] for sign in start.get("signs", ())) or "asked for with --think on"
+        return f"(thinking: the prompt opens a thinking block for the workers: {why}; --think off skips it)"
+    if start.get("block") == "closed":
+        return ("(thinking off: the prompt ends with an empty thinking block, so the model answers without "
+                "thinking; --think auto lets it think)")
+    return None

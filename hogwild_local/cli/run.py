@@ -1,0 +1,113 @@
+"""`hogwild run`: solve one problem with several workers, streaming their text (or JSON events) as it is written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .options import generation_options, load_model, make_config, read_problem
+from .printer import Printer, thinking_note
+
+
+@click.command()
+@click.argument("problem", required=False)
+@generation_options
+@click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append every event to this JSONL file as the run goes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (token, step, stats, answer).")
+@click.option("--no-color", is_flag=True, help="Plain text output.")
+def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: bool, **opts) -> None:
+    """Solve PROBLEM with several workers sharing one cache ('-' reads it from stdin).
+
+    \b
+    Examples:
+      hogwild run "A train leaves at 3pm at 60 km/h ..." -w 2
+      hogwild run - < problem.txt --budget 256 --transcript run.jsonl
+      hogwild run "2+2?" -m smollm2-135m --json | jq -c 'select(.type=="answer")'
+      hogwild run "..." --method single         # the one-worker baseline
+      hogwild run "..." -ngl -1 --ctx 16384       # all layers on the GPU
+    """
+    from ..backend import BackendError
+    from ..engine import EngineError, Generation
+    from ..events import END_REASONS, to_dict
+    from ..transcript import TranscriptError, TranscriptWriter
+
+    problem = read_problem(problem)
+    config = make_config(opts)
+    try:  # before the model loads: an unwritable path, or one another run holds, fails at once
+        writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
+    except TranscriptError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        model = load_model(opts)
+    except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
+        sys.exit(130)
+    printer = Printer(colour=not no_color and sys.stdout.isatty())
+    stopped_by: int | None = None  # the first SIGINT or SIGTERM: stop after this pass, still answer
+    transcript_lost = False
+    speed = 0.0
+    try:
+        gen = Generation(model, problem, config)
+
+        def on_stop_signal(signum: int, frame: object) -> None:
+            # raising inside the generator would kill it, so only the second signal raises
+            nonlocal stopped_by
+            if stopped_by is not None:
+                raise KeyboardInterrupt
+            stopped_by = signum
+            gen.stop()
+            click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
+
+        previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for event in gen.events():
+                if writer:
+                    try:
+                        writer.write(event)
+                    except TranscriptError as err:  # said once (the writer has closed itself); the answer matters more
+                        click.echo(f"Error: {err}", err=True)
+                        writer, transcript_lost = None, True
+                if as_json:
+                    click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+                    sys.stdout.flush()  # one line per event, as it happens, also into a pipe
+                    continue
+                if event.type == "start":
+                    if event.cells_total != config.n_ctx:
+                        click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx "
+                                   f"{config.n_ctx} up)", err=True)
+                    note = thinking_note(event.thinking)
+                    if note:
+                        click.echo(note, err=True)
+                elif event.type == "token":
+                    printer.token(event.worker, event.text)
+                    sys.stdout.flush()
+                elif event.type == "step":
+                    printer.flush(event.worker)
+                elif event.type == "cut":
+                    printer.cut(event.worker, event.text)
+                elif event.type == "stats":
+                    speed = event.tokens_per_s
+                elif event.type == "answer":
+                    printer.flush()
+                    answer = "no answer" if event.answer is None else event.answer
+                    click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
+                    click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
+                               f"{event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    except (EngineError, BackendError) as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        stopped_by = stopped_by or signal.SIGINT
+    finally:
+        if writer:
+            writer.close()
+    if stopped_by is not None:
+        sys.exit(128 + stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a killed command
+    if transcript_lost:
+        sys.exit(1)

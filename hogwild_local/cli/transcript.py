@@ -1,0 +1,24 @@
+"""`hogwild transcript`: read the JSONL transcripts that `hogwild run --transcript` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def transcript() -> None:
+    """Read transcripts written by `hogwild run --transcript`."""
+
+
+@transcript.command("show")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def transcript_show(path: Path) -> None:
+    """Print a transcript as Markdown.  Example:  hogwild transcript show run.jsonl > run.md"""
+    from ..transcript import NotATranscript, render_markdown
+
+    try:
+        click.echo(render_markdown(path))
+    except NotATranscript as err:
+        raise click.ClickException(str(err)) from None
