@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hogwild_local.backend import CACHE_TYPES, BackendError, Context, Model, Token
 from hogwild_local.engine import enable_views, hogwild_flash_attn, spare_cells, sync_views
 from hogwild_local.layout import Layout, LayoutKind
-from hogwild_local.synthetic import Log
+from hogwild_local.native import CACHE_TYPES, BackendError, Context, Model, Token, batches
+from hogwild_local.native.synthetic import SHAPES, Log, quantize_model, write_synthetic_model
 
 HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
 DEFAULT_WORKERS = (1, 2, 4, 8)
@@ -81,21 +81,18 @@ class ModelFacts:
 
 def model_facts(model: Model) -> ModelFacts:
     """Layer/head counts and head sizes of a loaded model (llama_model_n_* and the GGUF key_length)."""
-    llama_cpp = model._llama
-    n_head = llama_cpp.llama_model_n_head(model.ptr)
-    n_embd = llama_cpp.llama_model_n_embd(model.ptr)
-    arch = model.info.architecture
-
-    dk = model.meta_int(f"{arch}.attention.key_length") or n_embd // n_head
+    info = model.info
+    arch = info.architecture
+    dk = model.meta_int(f"{arch}.attention.key_length") or info.n_embd // info.n_head
     dv = model.meta_int(f"{arch}.attention.value_length") or dk
     return ModelFacts(
         name=model.path.name,
         architecture=arch,
         n_params=model.info.n_params,
         size_bytes=model.info.size_bytes,
-        n_layer=llama_cpp.llama_model_n_layer(model.ptr),
-        n_head=n_head,
-        n_head_kv=llama_cpp.llama_model_n_head_kv(model.ptr),
+        n_layer=info.n_layer,
+        n_head=info.n_head,
+        n_head_kv=info.n_head_kv,
         head_dim_k=dk,
         head_dim_v=dv,
         n_vocab=model.info.n_vocab,
@@ -149,13 +146,9 @@ def _plan_hogwild(workers: int, context: int, total_passes: int, warmup: int, st
     return _HogwildPlan(workers, prompt, header_cells, lengths)
 
 
-def _sync(ctx: Context) -> None:
-    ctx._llama.llama_synchronize(ctx.ptr)
-
-
 def _decode_chunks(ctx: Context, tokens: list[Token], chunk: int) -> None:
-    for i in range(0, len(tokens), chunk):
-        ctx.decode(tokens[i : i + chunk])
+    for batch in batches(tokens, chunk):
+        ctx.decode(batch)
 
 
 def _summary(times: list[float]) -> tuple[float, float, float, float]:
@@ -169,12 +162,12 @@ def _run_stock(ctx: Context, prompt: np.ndarray, base: int, workers: int, contex
     p = context - workers * total
     seqs = tuple(range(workers))
     _decode_chunks(ctx, [Token(int(t), base + i, seqs) for i, t in enumerate(prompt[base:p])], ctx.n_batch)
-    _sync(ctx)
+    ctx.synchronize()
     times = []
     for k in range(total):
         t0 = time.perf_counter()
         ctx.decode([Token(int(ids[k, w]), p + k, (w,), True) for w in range(workers)])
-        _sync(ctx)
+        ctx.synchronize()
         times.append(time.perf_counter() - t0)
     cells = ctx.cells_used()
     ctx.seq_rm(-1, base, -1)
@@ -212,7 +205,7 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
             fill = rng.integers(0, n_vocab, n)
             _decode_chunks(ctx, [Token(int(t), p, viewers[w]) for p, t in zip(positions, fill)], chunk)
     assert layout.live_cells() == context - workers * total, (layout.live_cells(), context, workers * total)
-    _sync(ctx)
+    ctx.synchronize()
 
     times, moves = [], 0
     for k in range(total):
@@ -220,7 +213,7 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
         tokens = [Token(int(ids[k, w]), layout.append(w, 1).start, viewers[w], True) for w in range(workers)]
         sync_views(ctx, layout)
         ctx.decode(tokens)
-        _sync(ctx)
+        ctx.synchronize()
         for w in range(workers):
             if layout.steps[w].length >= step_tokens:
                 move = layout.finish_step(w)
@@ -254,7 +247,7 @@ class _PromptedContexts:
             t0 = time.perf_counter()
             seqs = tuple(range(self.n_seq))
             _decode_chunks(ctx, [Token(int(t), i, seqs) for i, t in enumerate(self.prompt)], self.n_batch)
-            _sync(ctx)
+            ctx.synchronize()
             self.log(f"C={self.context}: prompt of {len(self.prompt)} tokens decoded in "
                      f"{time.perf_counter() - t0:.1f} s" + (" (flash attention)" if flash_attn else ""))
         return self.opened[flash_attn]
@@ -362,6 +355,46 @@ def run_bench(
     finally:
         if owned:
             model.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# synthetic models (cached in the models folder)
+
+
+def synthetic_model(shape_name: str, *, layers: int | None = None, quant: str = "Q4_K_M",
+                    quantize_bin: str | None = None, out_dir: str | Path | None = None,
+                    threads: int | None = None, log: Log | None = None) -> Path:
+    """A cached synthetic GGUF (written and quantized on first use); quant "f16" keeps the f16 file."""
+    if out_dir is None:
+        from hogwild_local.models import models_dir  # imported here: most runs never need it
+
+        out_dir = models_dir() / "synthetic"
+    out_dir = Path(out_dir)
+    if shape_name not in SHAPES:
+        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
+    n_layer = layers or SHAPES[shape_name].n_layer
+    stem = f"synthetic-{shape_name}-{n_layer}l"
+    final = out_dir / f"{stem}-{quant.lower()}.gguf"
+    if final.is_file():
+        return final
+    f16 = out_dir / f"{stem}-f16.gguf"
+    if not f16.is_file():
+        if log:
+            log(f"writing {f16} (random f16 weights)")
+        tmp = f16.with_suffix(".tmp")
+        write_synthetic_model(tmp, shape_name, layers=layers)
+        tmp.replace(f16)
+    if quant.lower() == "f16":
+        return f16
+    if log:
+        log(f"quantizing to {quant.upper()}")
+    tmp = final.with_suffix(".tmp")
+    how = quantize_model(f16, tmp, quant, quantize_bin=quantize_bin, threads=threads)
+    tmp.replace(final)
+    f16.unlink()
+    if log:
+        log(f"quantized with {how}: {final}")
+    return final
 
 
 # --------------------------------------------------------------------------------------------------

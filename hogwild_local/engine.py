@@ -38,12 +38,13 @@ from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 
 from . import prompts, thinking
-from .backend import BackendError, Context, Model, Sampler, SamplingParams, Token
 from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
 from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
+from .native import BackendError, Context, Model, RopeType, Sampler, SamplingParams, Token, batches
 
 METHODS = ("hogwild", "single", "independent", "self-consistency")
-UNSUPPORTED_ROPE = {-1: "no RoPE", 8: "M-RoPE", 40: "M-RoPE", 24: "vision RoPE"}
+UNSUPPORTED_ROPE = {RopeType.NONE: "no RoPE", RopeType.MROPE: "M-RoPE", RopeType.IMROPE: "M-RoPE",
+                    RopeType.VISION: "vision RoPE"}
 # architectures whose graphs leave RoPE out of some layers by a rule of their own (the patch refuses them too)
 NOPE_LAYERS = ("smollm3", "llama4", "afmoe")
 
@@ -398,8 +399,8 @@ class Generation:
         last = len(tokens) - 1
         items = [Token(t, p, seq_ids, logits and i == last) for i, (t, p) in enumerate(zip(tokens, positions))]
         size = self.ctx.n_batch if prefill else self.layout.n_workers
-        for i in range(0, len(items), size):
-            self._decode(items[i:i + size])
+        for batch in batches(items, size):
+            self._decode(batch)
 
     def _decode(self, batch: list[Token]) -> None:
         self.ctx.decode(batch)

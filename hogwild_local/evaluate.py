@@ -352,8 +352,8 @@ def machine_record() -> dict:
 def backend_record() -> dict:
     """Which native build ran.  Sampled text depends on it: another build (another CPU's SIMD kernels
     under a native build) rounds floats differently, and one changed token changes the rest of a run."""
-    from .backend import library_info
-    from .build_backend import installed_build_info
+    from .native.install import installed_build_info
+    from .native.library import library_info
 
     info, build = library_info(), installed_build_info() or {}
     return {"version": info.get("version"), "build": build.get("key"), "cmake_args": build.get("cmake_args"),
@@ -386,7 +386,7 @@ def _settings(header: dict) -> dict:
     """The settings of a header that must match, with the values older files did not record yet."""
     from dataclasses import asdict
 
-    from .backend import SamplingParams
+    from .native import SamplingParams
 
     settings = {key: header.get(key, COMPATIBLE_DEFAULTS.get(key)) for key in COMPATIBLE_KEYS}
     if isinstance(settings["sampling"], dict):  # sampler settings added later (DRY) were at their defaults
@@ -643,8 +643,8 @@ def run_todo(model, todo: list[tuple[Problem, MethodSpec]], total: int, base_con
     """Run what is left, appending one line per run; Ctrl-C keeps what is done and exits 130."""
     from tqdm import tqdm
 
-    from .backend import BackendError
     from .engine import EngineError
+    from .native import BackendError
 
     bar = tqdm(total=total, initial=total - len(todo), desc="eval", unit="run", dynamic_ncols=True,
                mininterval=1.0, file=sys.stderr)

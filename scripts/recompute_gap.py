@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hogwild_local.backend import Model, SamplingParams, Token  # noqa: E402
+from hogwild_local.native import Model, SamplingParams, Token  # noqa: E402
 from hogwild_local.engine import Generation, RunConfig  # noqa: E402
 from hogwild_local.models import resolve_model  # noqa: E402
 from trace_replay import TraceReplay  # noqa: E402

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from hogwild_local.backend import BackendError, Model, SamplingParams
+from hogwild_local.native import BackendError, Model, SamplingParams
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import ModelError, resolve_model
 

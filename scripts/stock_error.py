@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hogwild_local.backend import Model, Token  # noqa: E402
+from hogwild_local.native import Model, Token  # noqa: E402
 from reference import ReferenceModel, sequential_tokens  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
 from where import GPU_LAYERS  # noqa: E402

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hogwild_local.backend import Model, Token, clear_log, recent_log
+from hogwild_local.native import Model, Token, clear_log, recent_log
 from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from hogwild_local.backend import BackendError, Context, Model, Token, recent_log
+from hogwild_local.native import BackendError, Context, Model, Token, recent_log
+from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
 from hogwild_local.layout import LayoutKind
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
@@ -242,7 +243,7 @@ def test_unpatched_library_is_detected(tmp_path):
         "for n in ('llama_backend_init','llama_log_set','llama_supports_gpu_offload'):\n"
         "    setattr(f, n, getattr(L._lib, n))\n"
         "L._lib = f\n"
-        "from hogwild_local.backend import library_info\n"
+        "from hogwild_local.native.library import library_info\n"
         "print(library_info()['error'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -250,4 +251,4 @@ def test_unpatched_library_is_detected(tmp_path):
         "this llama-cpp-python was built without the Hogwild patch "
         "(no llama_memory_hogwild_enable); run: hogwild build-backend"
     )
-    assert llama_cpp.__version__ == "0.3.36"
+    assert llama_cpp.__version__ == LLAMA_CPP_PYTHON_VERSION

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from tiny_gguf import write_tiny_model
 
-from hogwild_local.backend import Model, Token
+from hogwild_local.native import Model, Token
 from hogwild_local.bench import format_table, model_facts, run_bench
 from hogwild_local.cli.bench import bench_command
-from hogwild_local.synthetic import SHAPES, quantize_model, write_synthetic_model
+from hogwild_local.native.synthetic import SHAPES, quantize_model, write_synthetic_model
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_run_bench_rows(tiny_path):
 
 
 def test_context_too_small(tiny_path):
-    from hogwild_local.backend import BackendError
+    from hogwild_local.native import BackendError
 
     with pytest.raises(BackendError, match="too small"):
         run_bench(tiny_path, workers=(8,), contexts=(128,), passes=16, threads=1)
@@ -89,11 +89,12 @@ def test_synthetic_writer_loads(tmp_path):
 
 def test_synthetic_qwen2_untied_loads(tmp_path, monkeypatch):
     """The qwen2 path of the writer (q/k/v biases, separate output matrix as in qwen2.5-7b), at toy size."""
-    from hogwild_local import synthetic
+    from hogwild_local.bench import synthetic_model
+    from hogwild_local.native import synthetic
 
     toy = synthetic.Shape("qwen2", 512, 128, 2, 4, 2, 256, 1e6, 1e-6, 32768, tied_output=False, qkv_bias=True)
     monkeypatch.setitem(synthetic.SHAPES, "toy-qwen2", toy)
-    path = synthetic.synthetic_model("toy-qwen2", quant="Q8_0", out_dir=tmp_path, threads=1)
+    path = synthetic_model("toy-qwen2", quant="Q8_0", out_dir=tmp_path, threads=1)
     assert path.name == "synthetic-toy-qwen2-2l-q8_0.gguf" and not (tmp_path / "synthetic-toy-qwen2-2l-f16.gguf").exists()
     assert len(gguf.GGUFReader(str(path)).tensors) == 3 + 12 * 2
     with Model(path) as model:

@@ -1,4 +1,4 @@
-"""Tests of hogwild_local.build_backend that run in seconds (no compiler involved).
+"""Tests of hogwild_local.native.build that run in seconds (no compiler involved).
 
 They use a small fake llama-cpp-python sdist; the functions under test are the
 ones the real build and bundle commands call.
@@ -12,11 +12,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from hogwild_local import build_backend as bb
+from hogwild_local.native import build as bb
+from hogwild_local.native.errors import BuildError
+from hogwild_local.native.library import build_status
 from hogwild_local.cli.build_backend import build_backend_command
 
 KV_CACHE = "src/llama-kv-cache.cpp"
@@ -212,9 +213,9 @@ def test_rejected_patch_names_file_and_hunk(tmp_path: Path) -> None:
     root = make_fake_sdist(tmp_path / "src")
     patches = write_patches(tmp_path / "p", {"0001-good.patch": GOOD_PATCH,
                                              "0002-bad.patch": BAD_PATCH})
-    with pytest.raises(click.ClickException) as failure:
+    with pytest.raises(BuildError) as failure:
         bb.apply_patches(root, patches)
-    message = failure.value.message
+    message = str(failure.value)
     assert "0002-bad.patch" in message
     assert f"hunk #2 (@@ -17,7 +17,7 @@) of {KV_CACHE} is rejected" in message
     assert "0001-good.patch" not in message.splitlines()[0]
@@ -240,7 +241,7 @@ def test_rejected_patch_fails_the_command_without_traceback(
 def test_garbage_patch_is_reported(tmp_path: Path) -> None:
     root = make_fake_sdist(tmp_path / "src")
     patches = write_patches(tmp_path / "p", {"0001-empty.patch": ""})
-    with pytest.raises(click.ClickException, match="Patch 0001-empty.patch does not apply"):
+    with pytest.raises(BuildError, match="Patch 0001-empty.patch does not apply"):
         bb.apply_patches(root, patches)
 
 
@@ -292,19 +293,19 @@ def test_bundle_is_patched_once_and_checked(
     assert "int line_3 = 300;" in (root / bb.LLAMA_CPP_DIR / KV_CACHE).read_text()
 
     other = write_patches(tmp_path / "q", {"0001-other.patch": GOOD_PATCH.replace("300", "7")})
-    with pytest.raises(click.ClickException, match="other llama.cpp patches"):
+    with pytest.raises(BuildError, match="other llama.cpp patches"):
         bb.prepare_source(bundle, other, tmp_path / "work2")
 
 
 def test_sdist_of_another_version_is_refused(tmp_path: Path) -> None:
     tarball = make_tarball(make_fake_sdist(tmp_path / "src", "0.3.1"), tmp_path / "old.tar.gz")
     (tmp_path / "work").mkdir()
-    with pytest.raises(click.ClickException, match="holds llama-cpp-python 0.3.1"):
+    with pytest.raises(BuildError, match="holds llama-cpp-python 0.3.1"):
         bb.extract_sdist(tarball, tmp_path / "work")
 
 
 def test_backend_status_has_sane_types() -> None:
-    status = bb.backend_status()
+    status = build_status()
     assert isinstance(status["importable"], bool)
     if status["importable"]:
         assert isinstance(status["version"], str)

@@ -17,6 +17,7 @@ from hogwild_local.cli import main
 from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problems, paired_table, parse_budgets,
                                     parse_methods, parse_problems, reference_answer, settings_label, summarize)
 from hogwild_local.models import resolve_model
+from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
 from hogwild_local.prompts import extract_boxed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def test_results_file(evaluated, smollm2_path):
     assert header["model"]["path"] == smollm2_path and len(header["model"]["sha256"]) == 64
     assert header["model"]["size_bytes"] == Path(smollm2_path).stat().st_size
     assert header["seed"] == 0 and header["machine"]["cores"] and header["date"]
-    assert header["backend"]["system_info"].startswith("CPU :") and header["backend"]["version"] == "0.3.36"
+    assert header["backend"]["system_info"].startswith("CPU :") and header["backend"]["version"] == LLAMA_CPP_PYTHON_VERSION
     assert [(r["index"], r["method"]) for r in results] == [(0, "single"), (0, "hogwild-2"), (1, "single"),
                                                             (1, "hogwild-2")]
     for r in results:

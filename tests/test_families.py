@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hogwild_local.backend import BackendError, Model, Token
+from hogwild_local.native import BackendError, Model, Token
 from hogwild_local.engine import EngineError, check_model
 from hogwild_local.layout import LayoutKind
 from lockstep import block_table_changes, run_lockstep

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hogwild_local import build_backend as bb
-from hogwild_local import library, selftest
+from hogwild_local.native import build as bb
+from hogwild_local.native import install, selftest, verdict
 from hogwild_local.cli.build_backend import build_backend_command
-from hogwild_local.synthetic import write_synthetic_model
+from hogwild_local.native.synthetic import write_synthetic_model
 
 HOGWILD = [sys.executable, "-m", "hogwild_local"]
 TRAP_C = "__attribute__((constructor)) static void die_loading(void) { __builtin_trap(); }\n"
@@ -42,7 +42,7 @@ def compile_trap_library(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def crashing_lib_dir(tmp_path_factory) -> Path:
     """A copy of the installed lib folder whose libllama.so dies with SIGILL when it is loaded."""
-    package = library.installed_package_dir()
+    package = install.installed_package_dir()
     assert package is not None, "llama-cpp-python is not installed: run `make backend`"
     folder = tmp_path_factory.mktemp("crashing") / "lib"
     shutil.copytree(package / "lib", folder)
@@ -52,21 +52,21 @@ def crashing_lib_dir(tmp_path_factory) -> Path:
 
 
 def test_installed_library_passes_the_self_test():
-    tested = library.installed_verdict(refresh=True)
+    tested = verdict.installed_verdict(refresh=True)
     assert tested is not None
-    fingerprint, verdict = tested
-    assert verdict.ok, verdict.detail
-    assert "F16, Q4_0, Q8_0, Q4_K_S weights" in verdict.detail and "Hogwild workers" in verdict.detail
-    assert library.cached_verdict(fingerprint) == verdict
-    package = library.installed_package_dir()
-    assert fingerprint == library.fingerprint_dir(package / "lib")
+    fingerprint, kept = tested
+    assert kept.ok, kept.detail
+    assert "F16, Q4_0, Q8_0, Q4_K_S weights" in kept.detail and "Hogwild workers" in kept.detail
+    assert verdict.cached_verdict(fingerprint) == kept
+    package = install.installed_package_dir()
+    assert fingerprint == verdict.fingerprint_dir(package / "lib")
 
 
 @needs_cc
 def test_self_test_names_the_signal(crashing_lib_dir):
-    verdict = library.run_self_test(lib_dir=crashing_lib_dir)
-    assert not verdict.ok
-    assert verdict.detail == "the self-test was killed by SIGILL (Illegal instruction)"
+    result = verdict.run_self_test(lib_dir=crashing_lib_dir)
+    assert not result.ok
+    assert result.detail == "the self-test was killed by SIGILL (Illegal instruction)"
 
 
 def test_non_finite_logits_fail_the_check(tmp_path):
@@ -124,8 +124,8 @@ def test_doctor_runs_the_self_test_on_the_installed_library():
 
 def crashing_wheel(tmp_path: Path) -> Path:
     """The installed package as a wheel, with the crashing libllama.so in place of the real one."""
-    package = library.installed_package_dir()
-    wheel = tmp_path / f"llama_cpp_python-{library.LLAMA_CPP_PYTHON_VERSION}-cp3-none-linux_x86_64.whl"
+    package = install.installed_package_dir()
+    wheel = tmp_path / f"llama_cpp_python-{install.LLAMA_CPP_PYTHON_VERSION}-cp3-none-linux_x86_64.whl"
     trap = compile_trap_library(tmp_path / "libllama.so")
     with zipfile.ZipFile(wheel, "w") as archive:
         for path in package.rglob("*"):
@@ -138,7 +138,7 @@ def crashing_wheel(tmp_path: Path) -> Path:
 @needs_cc
 def test_a_cached_wheel_that_fails_here_is_deleted_not_installed(tmp_path, monkeypatch):
     monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
-    installed_before = library.fingerprint_dir(library.installed_package_dir() / "lib")
+    installed_before = verdict.fingerprint_dir(install.installed_package_dir() / "lib")
     key = bb.make_build_key(bb.list_patches(bb.patch_dir()), "cpu", "90", native=False)
     wheel_dir = bb.cache_dir() / "wheels" / key.digest
     wheel_dir.mkdir(parents=True)
@@ -151,7 +151,7 @@ def test_a_cached_wheel_that_fails_here_is_deleted_not_installed(tmp_path, monke
     assert (f"The cached wheel of build {key.digest} fails its self-test on this CPU (the self-test was killed by "
             "SIGILL (Illegal instruction)); deleting it and building again.") in result.output
     assert not wheel_dir.exists()
-    assert library.fingerprint_dir(library.installed_package_dir() / "lib") == installed_before
+    assert verdict.fingerprint_dir(install.installed_package_dir() / "lib") == installed_before
 
 
 FAKE_PYPROJECT = """[build-system]
@@ -181,7 +181,7 @@ def test_a_new_build_that_fails_its_self_test_is_neither_cached_nor_installed(tm
     """The whole `hogwild build-backend` path, with a source bundle whose build is a real library that crashes."""
     monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
     patches = bb.list_patches(bb.patch_dir())
-    version = library.LLAMA_CPP_PYTHON_VERSION
+    version = install.LLAMA_CPP_PYTHON_VERSION
     root = tmp_path / "src" / f"llama_cpp_python-{version}"
     files = {
         "PKG-INFO": f"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: {version}\n",
@@ -198,11 +198,11 @@ def test_a_new_build_that_fails_its_self_test_is_neither_cached_nor_installed(tm
     bundle = tmp_path / "bundle.tar.gz"
     with tarfile.open(bundle, "w:gz") as tar:
         tar.add(root, arcname=root.name)
-    installed_before = library.fingerprint_dir(library.installed_package_dir() / "lib")
+    installed_before = verdict.fingerprint_dir(install.installed_package_dir() / "lib")
     result = CliRunner().invoke(build_backend_command, ["--force", "--sdist", str(bundle), "--jobs", "1"])
     assert result.exit_code == 1, result.output
     assert ("Error: The new build fails its self-test: the self-test was killed by SIGILL (Illegal instruction); "
             "it was neither cached nor installed.\n  hint: build one without this CPU's own instructions: "
             "hogwild build-backend --portable") in result.output
     assert not any((bb.cache_dir() / "wheels").glob("*/*.whl"))
-    assert library.fingerprint_dir(library.installed_package_dir() / "lib") == installed_before
+    assert verdict.fingerprint_dir(install.installed_package_dir() / "lib") == installed_before

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hogwild_local.backend import Context, Model, Token
+from hogwild_local.native import Context, Model, Token
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import TinyModel, write_tiny_model
 

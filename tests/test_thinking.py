@@ -16,7 +16,7 @@ from tiny_gguf import write_tiny_model
 from where import VOCAB
 
 from hogwild_local import prompts, thinking
-from hogwild_local.backend import Model, SamplingParams
+from hogwild_local.native import Model, SamplingParams
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.evaluate import _settings
 from hogwild_local.events import AnswerEvent, StartEvent

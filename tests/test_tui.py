@@ -26,7 +26,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select
 
-from hogwild_local.backend import SamplingParams
+from hogwild_local.native import SamplingParams
 from hogwild_local.engine import RunConfig
 from hogwild_local.events import END_REASONS as REASONS
 from hogwild_local.events import AnswerEvent, CutEvent, StepEvent, TokenEvent

@@ -7,6 +7,7 @@ import click
 
 from .bench import bench_command
 from .build_backend import build_backend_command
+from .command import Group
 from .doctor import doctor
 from .eval import eval_command
 from .models import models_group
@@ -15,7 +16,7 @@ from .transcript import transcript
 from .tui import tui
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hogwild-local")
 def main() -> None:
     """Hogwild! Inference on local GGUF models: several workers write at once over ONE shared KV cache,

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from ..backend import CACHE_TYPES
 from ..layout import MAX_WORKERS
-from ..synthetic import SHAPES
+from ..native.context import CACHE_TYPES
+from ..native.synthetic import SHAPES
+from .command import Command
 
 
 def _int_list(_ctx: click.Context | None, _param: click.Parameter | None,
@@ -50,7 +51,7 @@ def _command_line() -> str:
     return " ".join([path, *map(shlex.quote, sys.argv[1:])])
 
 
-@click.command("bench")
+@click.command("bench", cls=Command)
 @click.option("--model", "-m", "model_spec", metavar="SPEC",
               help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
 @click.option("--synthetic", type=click.Choice(sorted(SHAPES)), help="Benchmark a random-weight model of this shape.")
@@ -91,7 +92,6 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
                   flash_attn: bool, cache_type: str, n_batch: int, methods: str, seed: int, json_path: str | None,
                   plot_path: str | None) -> None:
     """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells."""
-    from ..backend import BackendError, Model, library_info
     from ..bench import (
         CACHE_TYPE_BYTES,
         CPU_CONTEXTS,
@@ -104,11 +104,12 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
         machine_name,
         model_facts,
         run_bench,
+        synthetic_model,
         write_plot,
     )
     from ..engine import EngineError, check_model, hogwild_flash_attn
     from ..models import ModelError, resolve_model
-    from ..synthetic import synthetic_model
+    from ..native import BackendError, Model, library_info
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)

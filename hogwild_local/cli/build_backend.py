@@ -1,4 +1,4 @@
-"""`hogwild build-backend`: build and install llama-cpp-python with the Hogwild patches (see build_backend.py)."""
+"""`hogwild build-backend`: build and install llama-cpp-python with the Hogwild patches (see native/build.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from pathlib import Path
 
 import click
 
-from ..build_backend import BACKENDS, build_backend, installed_lib_dir, list_patches, patch_dir, write_bundle
+from ..native.build import BACKENDS, build_backend, installed_lib_dir, list_patches, patch_dir, write_bundle
+from ..native.install import LLAMA_CPP_PYTHON_VERSION
+from .command import Command
 
 
-@click.command("build-backend")
+@click.command("build-backend", cls=Command,
+               help=f"Build llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} with hogwild's llama.cpp patches and "
+                    "install it.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ggml backend to build.")
 @click.option("--cuda-arch", default="90", show_default=True,
@@ -33,7 +37,6 @@ def build_backend_command(
     backend: str, cuda_arch: str, jobs: int | None, native: bool, amx: bool, force: bool,
     sdist: Path | None, bundle_dir: Path | None, print_lib_path: bool,
 ) -> None:
-    """Build llama-cpp-python 0.3.36 with hogwild's llama.cpp patches and install it."""
     if bundle_dir and print_lib_path:
         raise click.UsageError("--bundle and --print-lib-path do not go together.")
     if print_lib_path:

@@ -8,8 +8,10 @@ from dataclasses import asdict
 
 import click
 
+from .command import Command
 
-@click.command()
+
+@click.command(cls=Command)
 @click.option("--model", "-m", "model_spec", default=None, help="Also load this model and check it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def doctor(model_spec: str | None, as_json: bool) -> None:
@@ -19,11 +21,11 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
     \b
     Example:  hogwild doctor -m smollm2-135m
     """
-    from ..backend import BackendError, Model, library_info
-    from ..build_backend import backend_status
     from ..engine import EngineError, check_model
-    from ..library import failure_message, installed_verdict
     from ..models import ModelError, resolve_model
+    from ..native import BackendError, Model
+    from ..native.library import build_status, library_info
+    from ..native.verdict import failure_message, installed_verdict
     from ..thinking import for_model
 
     tested = installed_verdict(refresh=True)  # in a child process: a library that crashes cannot take doctor along
@@ -32,7 +34,7 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
         report["library"] = {"ok": False, "error": failure_message(tested[1])}
         report["build"] = {}
     else:
-        report["library"], report["build"] = library_info(), backend_status()
+        report["library"], report["build"] = library_info(), build_status()
     ok = report["library"].get("ok", False)
     if model_spec and ok:
         try:

@@ -29,6 +29,7 @@ from ..evaluate import (
     run_todo,
     summarize,
 )
+from .command import Command
 from .options import generation_options, load_model, make_config
 
 
@@ -41,7 +42,7 @@ def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
 
 
 @_without({"method", "workers", "budget"})
-@click.command("eval")
+@click.command("eval", cls=Command)
 @click.argument("dataset_path", metavar="[DATASET]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", "dataset_name", type=click.Choice(["gsm8k"]), default=None,

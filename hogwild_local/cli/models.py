@@ -1,4 +1,5 @@
-"""`hogwild models`: list, pull and verify the models of the manifest (the logic is in hogwild_local.models)."""
+"""`hogwild models`: list, pull and verify the models of the manifest (the logic is in hogwild_local.models;
+its ModelError is mapped by the command classes of ``command.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import asdict
 
 import click
 
-from ..models import ModelEntry, ModelError, find_model, installed, load_manifest, model_path, models_dir, pull, verify
+from ..models import find_model, installed, load_manifest, model_path, models_dir, pull, verify
+from .command import Group
 
 
 def _human_size(size: int) -> str:
@@ -21,15 +23,7 @@ def _human_size(size: int) -> str:
     return f"{value:.3g} TB"
 
 
-def _cli_entry(name: str) -> ModelEntry:
-    """The manifest entry named ``name``; an unknown name is a one-line error."""
-    try:
-        return find_model(name)
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-
-
-@click.group("models")
+@click.group("models", cls=Group)
 def models_group() -> None:
     """List, download and check the bundled GGUF models.
 
@@ -54,10 +48,7 @@ def list_command(as_json: bool) -> None:
       hogwild models list
       hogwild models list --json
     """
-    try:
-        entries = load_manifest()
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
+    entries = load_manifest()
     if as_json:
         rows = []
         for entry in entries:
@@ -92,15 +83,12 @@ def pull_command(name: str, force: bool, quiet: bool) -> None:
       hogwild models pull smollm2-135m
       hogwild models pull qwen2.5-coder-1.5b-instruct --force
     """
-    entry = _cli_entry(name)
+    entry = find_model(name)
     path = installed(entry)
     if path and not force:
         click.echo(f"{entry.name} is already installed: {path}")
         return
-    try:
-        path = pull(entry, progress=not quiet and sys.stderr.isatty())
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
+    path = pull(entry, progress=not quiet and sys.stderr.isatty())
     click.echo(f"{entry.name}: {path} (sha256 ok)")
 
 
@@ -117,19 +105,16 @@ def verify_command(name: str | None, quiet: bool) -> None:
       hogwild models verify
       hogwild models verify smollm2-135m
     """
-    try:
-        entries = [_cli_entry(name)] if name else [e for e in load_manifest() if model_path(e).is_file()]
-        if not entries:
-            click.echo("no models installed; try: hogwild models pull NAME")
-            return
-        bad = []
-        for entry in entries:
-            ok = verify(entry, progress=not quiet and sys.stderr.isatty())  # no bars in a pipe or a log
-            click.echo(f"{'ok' if ok else 'MISMATCH':9}{entry.name}")
-            if not ok:
-                bad.append(entry.name)
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
+    entries = [find_model(name)] if name else [e for e in load_manifest() if model_path(e).is_file()]
+    if not entries:
+        click.echo("no models installed; try: hogwild models pull NAME")
+        return
+    bad = []
+    for entry in entries:
+        ok = verify(entry, progress=not quiet and sys.stderr.isatty())  # no bars in a pipe or a log
+        click.echo(f"{'ok' if ok else 'MISMATCH':9}{entry.name}")
+        if not ok:
+            bad.append(entry.name)
     if bad:
         raise click.ClickException(
             f"checksum mismatch: {', '.join(bad)}; re-download with: hogwild models pull --force {bad[0]}"

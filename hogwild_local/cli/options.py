@@ -13,8 +13,8 @@ from ..layout import WORKER_NAMES
 from ..thinking import ThinkMode
 
 if TYPE_CHECKING:
-    from ..backend import Model
     from ..engine import RunConfig
+    from ..native import Model
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -95,8 +95,8 @@ def generation_options(func: F) -> F:
 
 def make_config(opts: dict) -> RunConfig:
     """RunConfig from the shared options (`--method single` with an explicit `-w` above 1 is a usage error)."""
-    from ..backend import SamplingParams
     from ..engine import RunConfig
+    from ..native import SamplingParams
 
     if opts["method"] == "single":
         ctx = click.get_current_context(silent=True)
@@ -129,8 +129,8 @@ def parse_tensor_split(opts: dict) -> list[float] | None:
 
 def load_model(opts: dict) -> Model:
     """Resolve and load the model named by the options, with one-line errors."""
-    from ..backend import BackendError, Model
     from ..models import ModelError, resolve_model
+    from ..native import BackendError, Model
 
     split = parse_tensor_split(opts)
     try:

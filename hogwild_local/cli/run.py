@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
+from .command import Command
 from .options import generation_options, load_model, make_config, read_problem
 from .printer import Printer, thinking_note
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("problem", required=False)
 @generation_options
 @click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -31,9 +32,9 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
       hogwild run "..." --method single         # the one-worker baseline
       hogwild run "..." -ngl -1 --ctx 16384       # all layers on the GPU
     """
-    from ..backend import BackendError
     from ..engine import EngineError, Generation
     from ..events import END_REASONS, to_dict
+    from ..native import BackendError
     from ..transcript import TranscriptError, TranscriptWriter
 
     problem = read_problem(problem)

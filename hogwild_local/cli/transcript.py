@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from .command import Group
 
-@click.group()
+
+@click.group(cls=Group)
 def transcript() -> None:
     """Read transcripts written by `hogwild run --transcript`."""
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from .command import Command
 from .options import generation_options, make_config, parse_tensor_split, read_problem
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("problem", required=False)
 @generation_options
 @click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -22,14 +23,11 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
     Keys: s start, p pause, x stop, n new problem, o settings, w save, v view as worker, i inject a hint.
     Example:  hogwild tui -m smollm2-135m -w 3
     """
-    from ..library import LibraryError, require_working_library
+    from ..native.verdict import require_working_library
     from ..tui.app import run_tui
 
     if problem is not None:
         problem = read_problem(problem)
-    try:
-        require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
-    except LibraryError as err:
-        raise click.ClickException(str(err)) from None
+    require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
     sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript, gpu_layers=opts["gpu_layers"],
                      main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))

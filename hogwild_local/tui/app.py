@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import queue
 import signal
 import threading
@@ -29,7 +28,6 @@ from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepE
 from ..layout import WORKER_NAMES, Layout
 from ..thinking import ThinkMode
 from ..transcript import TranscriptError, TranscriptWriter
-
 from .answer import AnswerPanel
 from .blocks import BlockTexts
 from .dialogs import Settings, SettingsScreen, TextDialog
@@ -425,9 +423,6 @@ def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, tran
     ``transcript``: every run appends its events there as they happen (as ``hogwild run --transcript``).
     ``gpu_layers``, ``main_gpu``, ``tensor_split``: where the model's layers go, as for ``hogwild run``.
     """
-    # llama.cpp's idle OpenMP threads spin by default; beside the UI thread, or on a busy machine, the
-    # spinning starves the threads that decode (10x slower on 2 shared cores). Read when llama.cpp loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     models = ModelCache(gpu_layers=gpu_layers, main_gpu=main_gpu, tensor_split=tensor_split)
     app = HogwildApp(model_spec, problem, config, transcript, models=models)
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..backend import BackendError, Model
 from ..engine import EngineError, Generation, RunConfig
 from ..events import Event
 from ..models import ModelError, default_model, resolve_model
+from ..native import BackendError, Model
 from ..transcript import TranscriptError, TranscriptWriter
 
 

@@ -1,6 +1,6 @@
 """Build and install llama-cpp-python with the hogwild llama.cpp patches.
 
-`hogwild build-backend` fetches the llama-cpp-python sdist, applies
+`hogwild build-backend` (``cli/build_backend.py``) fetches the llama-cpp-python sdist, applies
 ``hogwild_local/patches/*.patch`` to the llama.cpp vendored in it, builds a
 wheel for one ggml backend and installs it.  Wheels are cached under a key made
 of everything that changes the binary, so a second run with nothing changed
@@ -32,31 +32,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import click
-
-from .library import (
+from .errors import BuildError
+from .install import (
+    BUILD_MARKER,
     LLAMA_CPP_PYTHON_VERSION,
-    SelfTest,
+    PACKAGE_PARENT,
     cache_dir,
     cpu_identity,
-    fingerprint_wheel,
+    installed_build_info,
     installed_package_dir,
-    installed_verdict,
-    run_self_test,
-    verdict_for,
 )
+from .proc import last_line, run_pip
+from .verdict import SelfTest, fingerprint_wheel, installed_verdict, run_self_test, verdict_for
 
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
 BACKENDS = ("cpu", "cuda", "metal", "vulkan")
-HOGWILD_SYMBOL = "llama_memory_hogwild_enable"
-# Written into the llama_cpp package of every wheel we build (packaged by
-# scikit-build-core's `wheel.packages`); `llama_cpp/lib/` itself is
-# git-ignored in the sdist, so a file put there would not reach the wheel.
-BUILD_MARKER = "hogwild_build.json"
 # Written at the root of a --bundle tarball: says the tree is already patched.
 BUNDLE_MARKER = "hogwild_bundle.json"
 LLAMA_CPP_DIR = "vendor/llama.cpp"
-PATCH_DIR = Path(__file__).resolve().parent / "patches"  # package data: it ships in the wheel
+PATCH_DIR = Path(__file__).resolve().parents[1] / "patches"  # package data: it ships in the wheel
 
 # Entries of the sdist root that no build or test uses.
 SDIST_DROP = frozenset(
@@ -81,20 +75,16 @@ _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
 _PATCH_FAILED = re.compile(r"patch failed: (.+):(\d+)$")
 
 
-def _error(message: str, hint: str) -> click.ClickException:
-    """A user-facing error: one line saying what went wrong, one saying what to do."""
-    return click.ClickException(f"{message}\n  hint: {hint}")
-
-
-def _say(message: str) -> None:
-    """Progress goes to stderr so that stdout stays clean for --print-lib-path."""
-    click.echo(message, err=True)
+def say(message: str) -> None:
+    """Progress goes to stderr so that stdout stays clean for --print-lib-path (``sys.stderr`` looked up at
+    each call: a test runner swaps it)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def patch_dir() -> Path:
     """Folder with the llama.cpp patch series (package data)."""
     if not PATCH_DIR.is_dir():
-        raise _error(f"No llama.cpp patch folder found (looked for {PATCH_DIR}).", "reinstall hogwild-local.")
+        raise BuildError(f"No llama.cpp patch folder found (looked for {PATCH_DIR}).", "reinstall hogwild-local.")
     return PATCH_DIR
 
 
@@ -186,16 +176,12 @@ def ensure_sdist(cache: Path) -> Path:
     target = cache / "sdist" / SDIST_NAME
     if target.is_file():
         return target
-    _say(f"Downloading {SDIST_NAME} ...")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(target.parent)],
-        capture_output=True, text=True,
-    )
+    say(f"Downloading {SDIST_NAME} ...")
+    result = run_pip("download", "--no-deps", "--no-binary", ":all:",
+                     f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(target.parent))
     if result.returncode != 0 or not target.is_file():
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise _error(
-            f"Could not download {SDIST_NAME}: {last}",
+        raise BuildError(
+            f"Could not download {SDIST_NAME}: {last_line(result.stderr)}",
             "without network, pass --sdist with the sdist or a bundle made by "
             "`hogwild build-backend --bundle DIR` on a machine that has network.",
         )
@@ -213,19 +199,19 @@ def extract_sdist(tarball: Path, dest: Path) -> Path:
             members = [m for m in tar.getmembers() if ".git" not in PurePosixPath(m.name).parts]
             tar.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise _error(
+        raise BuildError(
             f"Cannot extract {tarball}: {exc}",
             "the file is damaged or not a llama-cpp-python sdist; delete it and run again.",
         ) from None
     roots = [entry for entry in dest.iterdir() if entry.is_dir()]
     pkg_info = roots[0] / "PKG-INFO" if len(roots) == 1 else None
     if pkg_info is None or not pkg_info.is_file():
-        raise _error(f"{tarball} is not a llama-cpp-python sdist (no PKG-INFO at its top).",
+        raise BuildError(f"{tarball} is not a llama-cpp-python sdist (no PKG-INFO at its top).",
                      f"pass the {SDIST_NAME} from PyPI or a bundle made with --bundle.")
     version = re.search(r"^Version: (\S+)$", pkg_info.read_text(errors="replace"), re.M)
     found = version.group(1) if version else "unknown"
     if found != LLAMA_CPP_PYTHON_VERSION:
-        raise _error(f"{tarball} holds llama-cpp-python {found}, not {LLAMA_CPP_PYTHON_VERSION}.",
+        raise BuildError(f"{tarball} holds llama-cpp-python {found}, not {LLAMA_CPP_PYTHON_VERSION}.",
                      f"the patches are made for llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}.")
     return roots[0]
 
@@ -252,7 +238,7 @@ def _rejected_hunk(patch_text: str, path: str, old_line: int) -> str | None:
     return None
 
 
-def _patch_failure(patch: Path, git_stderr: str) -> click.ClickException:
+def _patch_failure(patch: Path, git_stderr: str) -> BuildError:
     """Turn git apply's complaint about ``patch`` into the user-facing error."""
     prefix = LLAMA_CPP_DIR + "/"
     errors = [
@@ -268,7 +254,7 @@ def _patch_failure(patch: Path, git_stderr: str) -> click.ClickException:
             hunk = _rejected_hunk(patch.read_text(errors="replace"), path, old_line)
             detail = f"{hunk or f'the hunk at line {old_line}'} of {path} is rejected"
             break
-    return _error(
+    return BuildError(
         f"Patch {patch.name} does not apply to llama.cpp of llama-cpp-python "
         f"{LLAMA_CPP_PYTHON_VERSION}: {detail}",
         f"regenerate {patch} with `git diff` inside that llama.cpp (paths like a/src/...), "
@@ -286,7 +272,7 @@ def apply_patches(source_root: Path, patches: Sequence[Path]) -> None:
     """
     git = shutil.which("git")
     if git is None:
-        raise _error("git is needed to apply the llama.cpp patches but is not installed.",
+        raise BuildError("git is needed to apply the llama.cpp patches but is not installed.",
                      "install git and run again.")
     env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(source_root.resolve().parent)}
     for patch in patches:
@@ -337,7 +323,7 @@ def prepare_source(
     if bundle_marker.is_file():
         made_with = json.loads(bundle_marker.read_text())["patches_sha256"]
         if made_with != patches_sha256(patches):
-            raise _error(
+            raise BuildError(
                 f"{tarball.name} was made from other llama.cpp patches than the "
                 f"{len(patches)} patch file(s) in use now.",
                 "make a new bundle with `hogwild build-backend --bundle DIR` from these patches.",
@@ -368,12 +354,10 @@ def ensure_build_tools() -> None:
     ]
     if not missing:
         return
-    _say(f"Installing build tools: {' '.join(missing)} ...")
-    result = subprocess.run([sys.executable, "-m", "pip", "install", *missing],
-                            capture_output=True, text=True)
+    say(f"Installing build tools: {' '.join(missing)} ...")
+    result = run_pip("install", *missing)
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise _error(f"Could not install {' '.join(missing)}: {last}",
+        raise BuildError(f"Could not install {' '.join(missing)}: {last_line(result.stderr)}",
                      f"install them into {sys.executable}'s environment and run again.")
 
 
@@ -412,9 +396,10 @@ def _run_logged(command: list[str], env: dict[str, str], log_path: Path, label: 
                 now = time.monotonic()
                 status = f"{label} {_format_seconds(now - start)} {step}".rstrip()
                 if interactive:
-                    click.echo(f"\r\033[K{spinner} {status}", err=True, nl=False)
+                    sys.stderr.write(f"\r\033[K{spinner} {status}")
+                    sys.stderr.flush()
                 elif now - last_report >= 30:
-                    _say(status)
+                    say(status)
                     last_report = now
                 time.sleep(0.5)
         finally:
@@ -423,8 +408,9 @@ def _run_logged(command: list[str], env: dict[str, str], log_path: Path, label: 
                 process.wait()
             reader.join()
             if interactive:
-                click.echo("\r\033[K", err=True, nl=False)
-    _say(f"{label} finished in {_format_seconds(time.monotonic() - start)}.")
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+    say(f"{label} finished in {_format_seconds(time.monotonic() - start)}.")
     return process.returncode
 
 
@@ -439,18 +425,18 @@ def build_wheel(source_root: Path, key: BuildKey, jobs: int, out_dir: Path, log_
     env = {**os.environ, "CMAKE_ARGS": key.cmake_args, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}
     command = [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
                "-w", str(out_dir), str(source_root)]
-    _say(f"Building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({key.backend}, "
+    say(f"Building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({key.backend}, "
          f"{jobs} jobs); log: {log_path}")
     returncode = _run_logged(command, env, log_path, f"building {key.backend} backend")
     if returncode != 0:
         with open(log_path, encoding="utf-8", errors="replace") as log:
             tail = deque(log, maxlen=30)
-        _say("".join(tail).rstrip())
-        raise _error(f"Building llama-cpp-python failed (exit {returncode}).",
+        say("".join(tail).rstrip())
+        raise BuildError(f"Building llama-cpp-python failed (exit {returncode}).",
                      f"the last log lines are above; the full log is {log_path}")
     wheels = sorted(out_dir.glob("llama_cpp_python-*.whl"))
     if not wheels:
-        raise _error(f"The build produced no wheel in {out_dir}.", f"see the log {log_path}")
+        raise BuildError(f"The build produced no wheel in {out_dir}.", f"see the log {log_path}")
     return wheels[0]
 
 
@@ -460,64 +446,48 @@ def cached_wheel(cache: Path, key: BuildKey) -> Path | None:
     return wheels[0] if wheels else None
 
 
-def installed_build_info() -> dict[str, Any] | None:
-    """The build marker of the installed llama_cpp, or None (not ours, or absent)."""
-    package = installed_package_dir()
-    marker = package / BUILD_MARKER if package else None
-    if marker is None or not marker.is_file():
-        return None
-    try:
-        return json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def installed_lib_dir() -> Path:
     """Folder holding the installed libllama (what LLAMA_CPP_LIB_PATH would name)."""
     package = installed_package_dir()
     if package is None:
-        raise _error("llama-cpp-python is not installed.", "run `hogwild build-backend`.")
+        raise BuildError("llama-cpp-python is not installed.", "run `hogwild build-backend`.")
     lib_dir = package / "lib"
     if not any(lib_dir.glob("libllama.*")) and not any(lib_dir.glob("llama.dll")):
-        raise _error(f"No libllama in {lib_dir}.", "run `hogwild build-backend --force`.")
+        raise BuildError(f"No libllama in {lib_dir}.", "run `hogwild build-backend --force`.")
     return lib_dir
 
 
 def install_wheel(wheel: Path) -> None:
     """pip-install ``wheel`` over whatever llama-cpp-python is installed."""
-    _say(f"Installing {wheel.name} ...")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", str(wheel)],
-        capture_output=True, text=True,
-    )
+    say(f"Installing {wheel.name} ...")
+    result = run_pip("install", "--no-deps", "--force-reinstall", str(wheel))
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise _error(f"Installing {wheel} failed: {last}",
+        raise BuildError(f"Installing {wheel} failed: {last_line(result.stderr)}",
                      "run the same `pip install --no-deps --force-reinstall` by hand to see why.")
 
 
 def _check_installed(key: BuildKey) -> dict[str, Any]:
-    """backend_status() of the fresh install, taken in a new interpreter.
+    """build_status() of the fresh install, taken in a new interpreter.
 
     A new process is needed: this one may have loaded the old library.
     """
-    search_path = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]
+    search_path = [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search_path))}
     result = subprocess.run(
         [sys.executable, "-c",
-         "import json; from hogwild_local.build_backend import backend_status; "
-         "print(json.dumps(backend_status()))"],
+         "import json; from hogwild_local.native.library import build_status; "
+         "print(json.dumps(build_status()))"],
         capture_output=True, text=True, env=env,
     )
     lines = result.stdout.strip().splitlines()
     status = json.loads(lines[-1]) if result.returncode == 0 and lines else {}
     if not status.get("importable"):
-        detail = (status.get("error") or result.stderr.strip() or "no output").splitlines()[-1]
-        raise _error(f"The installed llama-cpp-python does not load: {detail}",
+        detail = last_line(status.get("error") or result.stderr)
+        raise BuildError(f"The installed llama-cpp-python does not load: {detail}",
                      "a runtime dependency may be missing: "
                      f"pip install llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} pulls them in.")
     if status.get("build_key") != key.digest:
-        raise _error(f"Python imports another llama_cpp than the one just installed "
+        raise BuildError(f"Python imports another llama_cpp than the one just installed "
                      f"(its library: {status['lib_path']}).",
                      f"check PYTHONPATH and which environment {sys.executable} belongs to.")
     return status
@@ -534,7 +504,7 @@ def wheel_verdict(wheel: Path) -> SelfTest:
         return SelfTest(False, f"{wheel.name} holds no llama.cpp library")
 
     def test_unpacked() -> SelfTest:
-        _say(f"Self-testing {wheel.name} on this CPU ...")
+        say(f"Self-testing {wheel.name} on this CPU ...")
         (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="selftest-", dir=cache_dir() / "tmp") as unpacked:
             with zipfile.ZipFile(wheel) as archive:
@@ -565,16 +535,16 @@ def build_backend(
     patches_from = patch_dir()
     patches = list_patches(patches_from)
     if not patches:
-        _say(f"Warning: no patches in {patches_from}; building stock llama.cpp.")
+        say(f"Warning: no patches in {patches_from}; building stock llama.cpp.")
     key = make_build_key(patches, backend, cuda_arch, native, amx)
     installed = installed_build_info()
     if not force and installed and installed.get("key") == key.digest:
         tested = installed_verdict()
         if tested is None or tested[1].ok:
-            _say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
+            say(f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} ({backend}, {len(patches)} patches) "
                  f"is up to date (build {key.digest}).")
             return installed_lib_dir()
-        _say(f"The installed build {key.digest} fails its self-test on this CPU ({tested[1].detail}); "
+        say(f"The installed build {key.digest} fails its self-test on this CPU ({tested[1].detail}); "
              "building it again.")
         force = True
     cache = cache_dir()
@@ -582,7 +552,7 @@ def build_backend(
     if wheel is not None:
         verdict = wheel_verdict(wheel)
         if not verdict.ok:
-            _say(f"The cached wheel of build {key.digest} fails its self-test on this CPU ({verdict.detail}); "
+            say(f"The cached wheel of build {key.digest} fails its self-test on this CPU ({verdict.detail}); "
                  "deleting it and building again.")
             shutil.rmtree(wheel.parent)
             wheel = None
@@ -596,13 +566,13 @@ def build_backend(
             workdir = Path(work)
             (workdir / "src").mkdir()
             (workdir / "out").mkdir()
-            _say(f"Preparing patched sources from {tarball.name} ({len(patches)} patches) ...")
+            say(f"Preparing patched sources from {tarball.name} ({len(patches)} patches) ...")
             source_root = prepare_source(tarball, patches, workdir / "src")
             built = build_wheel(source_root, key, jobs or os.cpu_count() or 1,
                                 workdir / "out", log_path)
             verdict = wheel_verdict(built)
             if not verdict.ok:
-                raise _error(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor "
+                raise BuildError(f"The new build fails its self-test: {verdict.detail}; it was neither cached nor "
                              "installed.", _failed_build_hint(key, amx, log_path))
             wheel_dir = cache / "wheels" / key.digest
             shutil.rmtree(wheel_dir, ignore_errors=True)
@@ -610,7 +580,7 @@ def build_backend(
             wheel = Path(shutil.move(str(built), wheel_dir / built.name))
     install_wheel(wheel)
     status = _check_installed(key)
-    _say(f"Installed build {key.digest}: {status['lib_path']} (patched: "
+    say(f"Installed build {key.digest}: {status['lib_path']} (patched: "
          f"{'yes' if status['patched'] else 'NO'}, GPU offload: "
          f"{'yes' if status['gpu_offload'] else 'no'}, self-test passed).")
     return installed_lib_dir()
@@ -638,48 +608,7 @@ def write_bundle(out_dir: Path, patches: Sequence[Path], sdist: Path | None = No
             tar.add(root, arcname=root.name)
         partial.replace(bundle)
     size = bundle.stat().st_size
-    _say(f"Wrote {bundle} ({size / 2**20:.1f} MiB, {len(patches)} patches applied).")
+    say(f"Wrote {bundle} ({size / 2**20:.1f} MiB, {len(patches)} patches applied).")
     if size > BUNDLE_LIMIT_BYTES:
-        _say(f"Warning: the bundle is larger than {BUNDLE_LIMIT_BYTES // 2**20} MiB.")
+        say(f"Warning: the bundle is larger than {BUNDLE_LIMIT_BYTES // 2**20} MiB.")
     return bundle
-
-
-def _backend_of(lib_dir: Path) -> str:
-    """Name of the GPU backend whose ggml library sits in ``lib_dir``, else cpu."""
-    for name in ("cuda", "metal", "vulkan", "hip"):
-        if any(lib_dir.glob(f"*ggml-{name}*")):
-            return name
-    return "cpu"
-
-
-def backend_status() -> dict[str, Any]:
-    """What `hogwild doctor` reports about the llama.cpp backend.
-
-    Keys: importable, version, version_ok, lib_path (the loaded libllama),
-    patched (it exports llama_memory_hogwild_enable), build_key (from our
-    marker; None for a wheel we did not build), gpu_offload, backend, error.
-    """
-    status: dict[str, Any] = {
-        "importable": False, "version": None, "version_ok": False, "lib_path": None,
-        "patched": False, "build_key": None, "gpu_offload": None, "backend": None,
-        "error": None,
-    }
-    try:
-        import llama_cpp
-        from llama_cpp import llama_cpp as bindings
-    except Exception as exc:  # noqa: BLE001 - loading the library raises OSError, RuntimeError, ...
-        status["error"] = f"{type(exc).__name__}: {exc}"
-        return status
-    lib_path = Path(bindings._lib._name)
-    info = installed_build_info()
-    status.update(
-        importable=True,
-        version=llama_cpp.__version__,
-        version_ok=llama_cpp.__version__ == LLAMA_CPP_PYTHON_VERSION,
-        lib_path=str(lib_path),
-        patched=hasattr(bindings._lib, HOGWILD_SYMBOL),
-        build_key=info.get("key") if info else None,
-        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
-        backend=_backend_of(lib_path.parent),
-    )
-    return status

@@ -1,9 +1,9 @@
 """Random-weight GGUF models with the tensor names, shapes and hyper-parameters of real model families.
 
 Speed does not depend on weight values, so the benchmark times these where no real weights can travel
-(the GPU machine), and the backend's self-test (selftest.py) decodes a tiny one in each weight type the
+(the GPU machine), and the backend's self-test (native/selftest.py) decodes a tiny one in each weight type the
 CPU kernels dispatch on. Written with the ``gguf`` package in f16, quantized by ``llama-quantize`` or
-libllama's own quantizer.
+libllama's own quantizer. The cached copies the benchmark uses are made by ``bench.synthetic_model``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import BackendError, quantize_file
+from .errors import BackendError
+from .model import quantize_file
+from .proc import last_line
 
 Log = Callable[[str], None]
 
@@ -149,44 +151,7 @@ def quantize_model(src: Path, dst: Path, quant: str, *, quantize_bin: str | None
         cmd = [exe, str(src), str(dst), quant] + ([str(threads)] if threads else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            tail = (out.stderr or out.stdout).strip().splitlines()
-            raise BackendError(f"{Path(exe).name} failed ({out.returncode}): {tail[-1] if tail else ''}")
+            raise BackendError(f"{Path(exe).name} failed ({out.returncode}): {last_line(out.stderr or out.stdout, '')}")
         return Path(exe).name
     quantize_file(src, dst, quant, threads=threads)
     return "libllama"
-
-
-def synthetic_model(shape_name: str, *, layers: int | None = None, quant: str = "Q4_K_M",
-                    quantize_bin: str | None = None, out_dir: str | Path | None = None,
-                    threads: int | None = None, log: Log | None = None) -> Path:
-    """A cached synthetic GGUF (written and quantized on first use); quant "f16" keeps the f16 file."""
-    if out_dir is None:
-        from hogwild_local.models import models_dir
-
-        out_dir = models_dir() / "synthetic"
-    out_dir = Path(out_dir)
-    if shape_name not in SHAPES:
-        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
-    n_layer = layers or SHAPES[shape_name].n_layer
-    stem = f"synthetic-{shape_name}-{n_layer}l"
-    final = out_dir / f"{stem}-{quant.lower()}.gguf"
-    if final.is_file():
-        return final
-    f16 = out_dir / f"{stem}-f16.gguf"
-    if not f16.is_file():
-        if log:
-            log(f"writing {f16} (random f16 weights)")
-        tmp = f16.with_suffix(".tmp")
-        write_synthetic_model(tmp, shape_name, layers=layers)
-        tmp.replace(f16)
-    if quant.lower() == "f16":
-        return f16
-    if log:
-        log(f"quantizing to {quant.upper()}")
-    tmp = final.with_suffix(".tmp")
-    how = quantize_model(f16, tmp, quant, quantize_bin=quantize_bin, threads=threads)
-    tmp.replace(final)
-    f16.unlink()
-    if log:
-        log(f"quantized with {how}: {final}")
-    return final

@@ -1,4 +1,4 @@
-"""The backend's self-test, run in a child process by ``library.run_self_test``.
+"""The backend's self-test, run in a child process by ``verdict.run_self_test``.
 
 It writes a tiny random llama model, quantizes it with the library under test into each weight type
 whose CPU matmul kernels differ (F16, Q4_0, Q8_0 and Q4_K: the types ggml repacks or hands to AMX), and
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import BackendError, Model, Token, quantize_file
+from .context import Token
+from .errors import BackendError
+from .model import Model, quantize_file
 from .synthetic import write_synthetic_model
 
 WEIGHT_TYPES = ("F16", "Q4_0", "Q8_0", "Q4_K_S")

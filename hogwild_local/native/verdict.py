@@ -1,19 +1,17 @@
-"""Which llama.cpp library hogwild-local loads, and whether it runs on this machine.
+"""Whether the llama.cpp library about to be loaded runs on this machine: the self-test and its kept verdicts.
 
 A native build can contain instructions that this CPU, or the VM around it, does not execute: ggml's
 AMX matmul killed every process with SIGILL on an AMX Xeon VM, with no message at all. So no process of
-ours loads a library in-process before a child process has run the self-test (``selftest.py``) on it.
-The verdict is kept per (library files, CPU) in the cache folder, so it costs a second once per library
+ours loads a library in-process before a child process has run the self-test (``native/selftest.py``) on
+it. The verdict is kept per (library files, CPU) in the cache folder, so it costs a second once per library
 and machine; ``hogwild doctor`` runs it afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -23,53 +21,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import platformdirs
+from .errors import LibraryError
+from .install import PACKAGE_PARENT, cache_dir, cpu_identity, installed_package_dir, library_dir
+from .proc import last_line
 
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # set in the self-test's child: it must load the library without waiting for its own verdict
 SELF_TEST_CHILD = "HOGWILD_SELF_TEST_CHILD"
 SELF_TEST_TIMEOUT_S = 300.0
 _LIB_SUFFIXES = (".so", ".dylib", ".dll")
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
-class LibraryError(Exception):
-    """The llama.cpp library cannot be used here: one line saying why and what to run."""
-
-
-def cache_dir() -> Path:
-    """Folder holding the sdist, built wheels, build logs and self-test verdicts.
-
-    It is ``backend/`` under $HOGWILD_CACHE_DIR, or under the per-user cache folder of hogwild-local.
-    """
-    root = os.environ.get("HOGWILD_CACHE_DIR") or platformdirs.user_cache_dir("hogwild-local")
-    return Path(root) / "backend"
-
-
-def cpu_identity() -> str:
-    """Model name and instruction-set flags of this CPU, hashed: what a native build and a verdict are tied to."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
-        text = "\n".join(dict.fromkeys(lines))  # every core repeats the same lines
-    except OSError:
-        text = platform.processor() or platform.machine()
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def installed_package_dir() -> Path | None:
-    """Folder of the installed llama_cpp package, found without importing it."""
-    importlib.invalidate_caches()
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def library_dir(package_dir: Path) -> Path:
-    """Folder the libraries are loaded from: $LLAMA_CPP_LIB_PATH (llama-cpp-python honours it), else lib/."""
-    override = os.environ.get("LLAMA_CPP_LIB_PATH")
-    return Path(override) if override else package_dir / "lib"
 
 
 def _is_library(name: str) -> bool:
@@ -109,7 +68,7 @@ class SelfTest:
 
 def run_self_test(search_path: Sequence[Path] = (), lib_dir: Path | None = None,
                   timeout: float = SELF_TEST_TIMEOUT_S) -> SelfTest:
-    """Run ``selftest.py`` in a child process and judge how it ended.
+    """Run ``native/selftest.py`` in a child process and judge how it ended.
 
     ``search_path`` goes first on the child's PYTHONPATH (an unpacked wheel to test before it is
     installed); ``lib_dir`` becomes its LLAMA_CPP_LIB_PATH. A child killed by a signal, one that exits
@@ -117,13 +76,13 @@ def run_self_test(search_path: Sequence[Path] = (), lib_dir: Path | None = None,
     """
     env = {**os.environ, SELF_TEST_CHILD: "1"}
     env.pop("HOGWILD_VERBOSE", None)
-    paths = [str(p) for p in search_path] + [str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")]
+    paths = [str(p) for p in search_path] + [str(PACKAGE_PARENT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     if lib_dir is not None:
         env["LLAMA_CPP_LIB_PATH"] = str(lib_dir)
     start = time.monotonic()
     try:
-        child = subprocess.run([sys.executable, "-m", "hogwild_local.selftest"], env=env, capture_output=True,
+        child = subprocess.run([sys.executable, "-m", "hogwild_local.native.selftest"], env=env, capture_output=True,
                                text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return SelfTest(False, f"the self-test did not finish in {timeout:.0f} s", time.monotonic() - start)
@@ -138,7 +97,7 @@ def run_self_test(search_path: Sequence[Path] = (), lib_dir: Path | None = None,
     except ValueError:
         verdict = None
     if child.returncode != 0 or not isinstance(verdict, dict):
-        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        last = last_line(child.stderr)
         return SelfTest(False, f"the self-test exited with status {child.returncode}: {last}", seconds)
     return SelfTest(bool(verdict.get("ok")), str(verdict.get("detail", "")), seconds)
 
