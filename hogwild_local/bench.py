@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hogwild_local.engine import enable_views, hogwild_flash_attn, spare_cells, sync_views
-from hogwild_local.layout import Layout, LayoutKind
+from hogwild_local.engine.layout import Layout, LayoutKind
 from hogwild_local.native import CACHE_TYPES, BackendError, Context, Model, Token, batches
 from hogwild_local.native.synthetic import SHAPES, Log, quantize_model, write_synthetic_model
 

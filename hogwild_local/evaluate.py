@@ -34,8 +34,8 @@ from pathlib import Path
 
 import click
 
-from .prompts import normalize_number
-from .transcript import read_events
+from .engine.prompts import normalize_number
+from .engine.transcript import read_events
 
 RESULTS_VERSION = 1
 METHOD_NAMES = ("single", "hogwild", "independent", "self-consistency")
@@ -201,7 +201,7 @@ def run_problem(model, problem: Problem, spec: MethodSpec, base_config, budgets:
     from dataclasses import replace
 
     from .engine import Generation
-    from .transcript import TranscriptWriter
+    from .engine.transcript import TranscriptWriter
 
     sampling = replace(base_config.sampling, seed=base_config.sampling.seed + problem.index)
     config = replace(base_config, method=spec.method, workers=spec.workers, budget=max(budgets),
@@ -211,28 +211,26 @@ def run_problem(model, problem: Problem, spec: MethodSpec, base_config, budgets:
         transcript.unlink(missing_ok=True)  # a run cut short earlier is redone from scratch
         writer = TranscriptWriter(transcript, {"problem": problem.question, "reference": problem.reference,
                                                "index": problem.index, "method": spec.name})
-    gen = Generation(model, problem.question, config)
     snapshots: dict[int, tuple] = {}
     finisher_time = 0.0  # spent answering at snapshot budgets: not part of a run that stops at a budget
     stats_at = 0.0
     final = None
-    try:
-        for event in gen.events():
+    with Generation(model, problem.question, config) as gen:
+        try:
+            for event in gen.events():
+                if writer:
+                    writer.write(event)
+                if event.type == "stats":
+                    stats_at = time.perf_counter()
+                elif event.type == "snapshot":
+                    spent = time.perf_counter() - stats_at
+                    snapshots[event.budget] = (event, event.elapsed_s - finisher_time)
+                    finisher_time += spent
+                elif event.type == "answer":
+                    final = event
+        finally:
             if writer:
-                writer.write(event)
-            if event.type == "stats":
-                stats_at = time.perf_counter()
-            elif event.type == "snapshot":
-                spent = time.perf_counter() - stats_at
-                snapshots[event.budget] = (event, event.elapsed_s - finisher_time)
-                finisher_time += spent
-            elif event.type == "answer":
-                final = event
-    finally:
-        if writer:
-            writer.close()
-        if gen.ctx is not None:
-            gen.ctx.close()
+                writer.close()
     assert final is not None
     per_budget = {}
     for b in budgets:

@@ -14,8 +14,8 @@ import argparse
 import re
 from pathlib import Path
 
-from hogwild_local.prompts import STEP_HEADER
-from hogwild_local.transcript import read_events
+from hogwild_local.engine.prompts import STEP_HEADER
+from hogwild_local.engine.transcript import read_events
 
 FORGED = re.compile(r"\*\*\w+ \[\d+\]:\*\*|^#{2,3} ", re.MULTILINE)
 

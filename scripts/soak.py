@@ -94,36 +94,36 @@ def run(args: argparse.Namespace) -> Soak:
                     sampling=SamplingParams(seed=args.seed), stop_on_answer=False, step_limit=args.step_limit)
     soak = Soak(warmup=max(1, min(args.warmup, args.passes)))
     sampler, passes_peak = PeakSampler(), 0.0
-    gen = Generation(model, args.prompt, cfg)
-    signal.signal(signal.SIGINT, lambda *_: gen.stop())  # Ctrl-C: the finisher still runs, the table is printed
-    for event in gen.events():
-        if event.type == "token" and not event.forced:
-            soak.generated += 1
-        elif event.type == "step" and event.worker != "User":
-            soak.steps += 1
-        elif event.type == "stats":
-            if event.cells_used != event.tokens_written:
-                soak.mismatches += 1
-                soak.first_mismatch = soak.first_mismatch or (
-                    f"(first: pass {event.pass_}, {event.cells_used} != {event.tokens_written})")
-            soak.rates.append((event.pass_, event.elapsed_s, soak.generated))
-            soak.cells = f"{event.cells_used}/{event.cells_total}"
-            peak = sampler.reset()  # the peak since the last pass: what the finisher adds is measured alone
-            if event.pass_ == soak.warmup:
-                soak.rss["warm-up"] = rss_mb()
-            elif event.pass_ > soak.warmup:
-                passes_peak = max(passes_peak, peak)
-            soak.last_rss = rss_mb()
-            if args.progress and event.pass_ % args.progress == 0:
-                print(f"pass {event.pass_}: {soak.last_rss:.1f} MB, cells {soak.cells}, {soak.steps} steps", flush=True)
-        elif event.type == "answer":
-            soak.rss["peak during passes"] = passes_peak
-            soak.rss["end of passes"] = soak.last_rss
-            soak.rss["finisher peak"] = sampler.reset()
-            soak.rss["after finisher"] = rss_mb()
-            soak.reason, soak.passes = event.reason, event.passes
+    with Generation(model, args.prompt, cfg) as gen:
+        signal.signal(signal.SIGINT, lambda *_: gen.stop())  # Ctrl-C: the finisher still runs, the table is printed
+        for event in gen.events():
+            if event.type == "token" and not event.forced:
+                soak.generated += 1
+            elif event.type == "step" and event.worker != "User":
+                soak.steps += 1
+            elif event.type == "stats":
+                if event.cells_used != event.tokens_written:
+                    soak.mismatches += 1
+                    soak.first_mismatch = soak.first_mismatch or (
+                        f"(first: pass {event.pass_}, {event.cells_used} != {event.tokens_written})")
+                soak.rates.append((event.pass_, event.elapsed_s, soak.generated))
+                soak.cells = f"{event.cells_used}/{event.cells_total}"
+                peak = sampler.reset()  # the peak since the last pass: what the finisher adds is measured alone
+                if event.pass_ == soak.warmup:
+                    soak.rss["warm-up"] = rss_mb()
+                elif event.pass_ > soak.warmup:
+                    passes_peak = max(passes_peak, peak)
+                soak.last_rss = rss_mb()
+                if args.progress and event.pass_ % args.progress == 0:
+                    print(f"pass {event.pass_}: {soak.last_rss:.1f} MB, cells {soak.cells}, {soak.steps} steps",
+                          flush=True)
+            elif event.type == "answer":
+                soak.rss["peak during passes"] = passes_peak
+                soak.rss["end of passes"] = soak.last_rss
+                soak.rss["finisher peak"] = sampler.reset()
+                soak.rss["after finisher"] = rss_mb()
+                soak.reason, soak.passes = event.reason, event.passes
     sampler.close()
-    gen.ctx.close()
     model.close()
     return soak
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from hogwild_local.native import Model, Token, clear_log, recent_log
 from hogwild_local.engine import enable_views, sync_views
-from hogwild_local.layout import Layout, LayoutKind
+from hogwild_local.engine.layout import Layout, LayoutKind
 from reference import ReferenceModel, RefToken
 from tiny_gguf import TinyModel
 

@@ -14,7 +14,7 @@ import pytest
 
 from hogwild_local.native import BackendError, Context, Model, Token, recent_log
 from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
-from hogwild_local.layout import LayoutKind
+from hogwild_local.engine.layout import LayoutKind
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model

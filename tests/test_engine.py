@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hogwild_local import prompts
+from hogwild_local.engine import prompts
 from hogwild_local.native import Model, Sampler, SamplingParams, Token, clear_log
 from hogwild_local.engine import EngineError, Generation, RunConfig, spare_cells
-from hogwild_local.events import StepEvent
+from hogwild_local.engine.events import StepEvent
 from hogwild_local.models import resolve_model
 from lockstep import attention_paths
 from reference import ReferenceModel

@@ -18,7 +18,7 @@ from hogwild_local.evaluate import (EvalError, compare, is_correct, load_problem
                                     parse_methods, parse_problems, reference_answer, settings_label, summarize)
 from hogwild_local.models import resolve_model
 from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
-from hogwild_local.prompts import extract_boxed
+from hogwild_local.engine.prompts import extract_boxed
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "data" / "gsm8k" / "dev.jsonl"  # ../shared/data/gsm8k/dev.jsonl, if there

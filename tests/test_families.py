@@ -29,7 +29,7 @@ import pytest
 
 from hogwild_local.native import BackendError, Model, Token
 from hogwild_local.engine import EngineError, check_model
-from hogwild_local.layout import LayoutKind
+from hogwild_local.engine.layout import LayoutKind
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, sequential_tokens
 from tiny_gguf import FAMILIES, REFUSED, TinyModel, write_refused_model, write_tiny_model

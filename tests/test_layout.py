@@ -1,4 +1,4 @@
-"""The block/position layout engine (hogwild_local/layout.py), pure Python.
+"""The block/position layout engine (hogwild_local/engine/layout.py), pure Python.
 
 Two parts:
 
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hogwild_local.layout import MAX_WORKERS, HistoryEntry, Layout, LayoutFull, LayoutKind, Move
+from hogwild_local.engine.layout import MAX_WORKERS, HistoryEntry, Layout, LayoutFull, LayoutKind, Move
 
 COMBINED, CONTIGUOUS, STEPWISE = LayoutKind.COMBINED, LayoutKind.CONTIGUOUS, LayoutKind.STEPWISE
 INDEPENDENT = LayoutKind.INDEPENDENT
@@ -326,14 +326,14 @@ def check(layout: Layout, model: CacheModel) -> None:
             assert span.view_start == pos
             assert deltas[span.block.id] == span.delta == span.view_start - span.block.start
             pos += span.block.length
-        assert pos == layout.view_length(w)
+        assert pos == sum(b.length for b in layout.visible_blocks(w))
         seen = {}
         for b in visible:
             for p in range(b.start, b.end):
                 v = p + deltas[b.id]
                 assert v not in seen, f"worker {w}: two cells at view position {v}"
                 seen[v] = model.cells[p]
-        assert sorted(seen) == list(range(layout.view_length(w)))
+        assert sorted(seen) == list(range(sum(b.length for b in layout.visible_blocks(w))))
         visible_ids = {b.id for b in visible}
         assert all(deltas[b.id] == 0 for b in blocks if b.id not in visible_ids)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hogwild_local import prompts
+from hogwild_local.engine import prompts
 
 
 @pytest.mark.parametrize(

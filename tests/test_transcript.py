@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from hogwild_local.events import StatsEvent, StepEvent, TokenEvent
+from hogwild_local.engine.events import StatsEvent, StepEvent, TokenEvent
 from hogwild_local.models import resolve_model
-from hogwild_local.transcript import TranscriptError, TranscriptWriter, read_events, render_markdown, split_runs
+from hogwild_local.engine.transcript import TranscriptError, TranscriptWriter, read_events, render_markdown, split_runs
 
 HOGWILD = [sys.executable, "-m", "hogwild_local"]
 
@@ -93,7 +93,7 @@ def test_sigkilled_run_shows_its_steps_in_flight(smollm2_path, tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys
-    from hogwild_local.transcript import TranscriptWriter
+    from hogwild_local.engine.transcript import TranscriptWriter
     writer = TranscriptWriter(sys.argv[1], {"problem": "held"})
     print("ready", flush=True)
     sys.stdin.read()  # hold the file until the test closes our stdin (or kills us)
@@ -138,8 +138,8 @@ def test_a_path_that_cannot_be_written_fails_at_once(path, reason, tmp_path):
 
 FILLER = textwrap.dedent("""
     import os, resource, signal, sys
-    from hogwild_local.events import StatsEvent, StepEvent, TokenEvent
-    from hogwild_local.transcript import TranscriptError, TranscriptWriter
+    from hogwild_local.engine.events import StatsEvent, StepEvent, TokenEvent
+    from hogwild_local.engine.transcript import TranscriptError, TranscriptWriter
     writer = TranscriptWriter(sys.argv[1], {"problem": "x"})
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
     limit = os.path.getsize(sys.argv[1]) + 1000  # room for the first pass, not the long step of the second

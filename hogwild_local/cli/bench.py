@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ..layout import MAX_WORKERS
+from ..engine.layout import MAX_WORKERS
 from ..native.context import CACHE_TYPES
 from ..native.synthetic import SHAPES
 from .command import Command
@@ -107,9 +107,9 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
         synthetic_model,
         write_plot,
     )
-    from ..engine import EngineError, check_model, hogwild_flash_attn
-    from ..models import ModelError, resolve_model
-    from ..native import BackendError, Model, library_info
+    from ..engine import check_model, hogwild_flash_attn
+    from ..models import resolve_model
+    from ..native import Model, library_info
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
@@ -128,27 +128,24 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
         gpu_layers = 999 if info["gpu_offload"] else 0
     contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
     threads = threads or os.cpu_count() or 1
+    if synthetic:
+        path = synthetic_model(synthetic, layers=layers, quant=quant, quantize_bin=quantize_bin, threads=threads,
+                               log=log)
+    else:
+        path = resolve_model(model_spec)
+    load_before = load_average()
+    t0 = time.perf_counter()
+    model = Model(path, n_gpu_layers=gpu_layers)
+    log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
     try:
-        if synthetic:
-            path = synthetic_model(synthetic, layers=layers, quant=quant, quantize_bin=quantize_bin, threads=threads,
-                                   log=log)
-        else:
-            path = resolve_model(model_spec)
-        load_before = load_average()
-        t0 = time.perf_counter()
-        model = Model(path, n_gpu_layers=gpu_layers)
-        log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
-        try:
-            check_model(model)  # the engine's refusals (recurrent memory, M-RoPE, sliding window) apply here too
-            facts = model_facts(model)
-            rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
-                             gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
-                             step_tokens=step_tokens, n_batch=n_batch, methods=method_names, seed=seed,
-                             rounds=rounds, log=log, model=model)
-        finally:
-            model.close()
-    except (BackendError, ModelError, EngineError) as err:
-        raise click.ClickException(str(err)) from None
+        check_model(model)  # the engine's refusals (recurrent memory, M-RoPE, sliding window) apply here too
+        facts = model_facts(model)
+        rows = run_bench(path, workers=workers, contexts=contexts, passes=passes, warmup=warmup,
+                         gpu_layers=gpu_layers, threads=threads, flash_attn=flash_attn, cache_type=cache_type,
+                         step_tokens=step_tokens, n_batch=n_batch, methods=method_names, seed=seed,
+                         rounds=rounds, log=log, model=model)
+    finally:
+        model.close()
 
     meta = {
         "machine": machine_name(),

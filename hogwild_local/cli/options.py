@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..layout import WORKER_NAMES
-from ..thinking import ThinkMode
+from ..engine.config import METHODS
+from ..engine.layout import MAX_WORKERS, USER_LAYOUTS
+from ..engine.thinking import ThinkMode
 
 if TYPE_CHECKING:
     from ..engine import RunConfig
@@ -37,11 +38,11 @@ def generation_options(func: F) -> F:
         click.option("--model", "-m", "model_spec", default=None,
                      help="Manifest name (see `hogwild models list`), a .gguf path, or hf:OWNER/REPO/FILE. "
                           "Default: qwen2.5-coder-1.5b-instruct."),
-        click.option("--workers", "-w", type=click.IntRange(1, len(WORKER_NAMES)), default=2, show_default=True,
+        click.option("--workers", "-w", type=click.IntRange(1, MAX_WORKERS), default=2, show_default=True,
                      help="How many workers share the cache."),
-        click.option("--method", type=click.Choice(["hogwild", "single", "independent", "self-consistency"]),
+        click.option("--method", type=click.Choice(METHODS),
                      default="hogwild", show_default=True, help="Hogwild! or a baseline with the same budget."),
-        click.option("--layout", type=click.Choice(["combined", "contiguous", "stepwise"]), default="combined",
+        click.option("--layout", type=click.Choice(USER_LAYOUTS), default="combined",
                      show_default=True, help="How workers see each other (hogwild method)."),
         click.option("--budget", "-b", type=click.IntRange(1), default=512, show_default=True,
                      help="Forward passes (each writes one token per worker)."),
@@ -128,16 +129,13 @@ def parse_tensor_split(opts: dict) -> list[float] | None:
 
 
 def load_model(opts: dict) -> Model:
-    """Resolve and load the model named by the options, with one-line errors."""
-    from ..models import ModelError, resolve_model
-    from ..native import BackendError, Model
+    """Resolve and load the model named by the options (their errors are HogwildErrors: one line)."""
+    from ..models import resolve_model
+    from ..native import Model
 
     split = parse_tensor_split(opts)
-    try:
-        path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
-        return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
-    except (ModelError, BackendError) as err:
-        raise click.ClickException(str(err)) from None
+    path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
+    return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
 
 
 def read_problem(problem: str | None) -> str:

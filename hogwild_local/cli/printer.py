@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..layout import WORKER_NAMES
-from ..thinking import SIGN_TEXT, Sign
+from ..engine.layout import WORKER_NAMES
+from ..engine.thinking import SIGN_TEXT, Sign
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
 

@@ -32,17 +32,14 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
       hogwild run "..." --method single         # the one-worker baseline
       hogwild run "..." -ngl -1 --ctx 16384       # all layers on the GPU
     """
-    from ..engine import EngineError, Generation
-    from ..events import END_REASONS, to_dict
-    from ..native import BackendError
-    from ..transcript import TranscriptError, TranscriptWriter
+    from ..engine import Generation
+    from ..engine.events import END_REASONS, to_dict
+    from ..engine.transcript import TranscriptError, TranscriptWriter
 
     problem = read_problem(problem)
     config = make_config(opts)
-    try:  # before the model loads: an unwritable path, or one another run holds, fails at once
-        writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
-    except TranscriptError as err:
-        raise click.ClickException(str(err)) from None
+    # before the model loads: an unwritable path, or one another run holds, fails at once
+    writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
     try:
         model = load_model(opts)
     except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
@@ -52,57 +49,54 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     transcript_lost = False
     speed = 0.0
     try:
-        gen = Generation(model, problem, config)
+        with Generation(model, problem, config) as gen:
+            def on_stop_signal(signum: int, frame: object) -> None:
+                # raising inside the generator would kill it, so only the second signal raises
+                nonlocal stopped_by
+                if stopped_by is not None:
+                    raise KeyboardInterrupt
+                stopped_by = signum
+                gen.stop()
+                click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
 
-        def on_stop_signal(signum: int, frame: object) -> None:
-            # raising inside the generator would kill it, so only the second signal raises
-            nonlocal stopped_by
-            if stopped_by is not None:
-                raise KeyboardInterrupt
-            stopped_by = signum
-            gen.stop()
-            click.echo("\n(stopping: writing the final answer; Ctrl-C again to quit now)", err=True)
-
-        previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for event in gen.events():
-                if writer:
-                    try:
-                        writer.write(event)
-                    except TranscriptError as err:  # said once (the writer has closed itself); the answer matters more
-                        click.echo(f"Error: {err}", err=True)
-                        writer, transcript_lost = None, True
-                if as_json:
-                    click.echo(json.dumps(to_dict(event), ensure_ascii=False))
-                    sys.stdout.flush()  # one line per event, as it happens, also into a pipe
-                    continue
-                if event.type == "start":
-                    if event.cells_total != config.n_ctx:
-                        click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx "
-                                   f"{config.n_ctx} up)", err=True)
-                    note = thinking_note(event.thinking)
-                    if note:
-                        click.echo(note, err=True)
-                elif event.type == "token":
-                    printer.token(event.worker, event.text)
-                    sys.stdout.flush()
-                elif event.type == "step":
-                    printer.flush(event.worker)
-                elif event.type == "cut":
-                    printer.cut(event.worker, event.text)
-                elif event.type == "stats":
-                    speed = event.tokens_per_s
-                elif event.type == "answer":
-                    printer.flush()
-                    answer = "no answer" if event.answer is None else event.answer
-                    click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
-                    click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
-                               f"{event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    except (EngineError, BackendError) as err:
-        raise click.ClickException(str(err)) from None
+            previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                for event in gen.events():
+                    if writer:
+                        try:
+                            writer.write(event)
+                        except TranscriptError as err:  # said once (the writer closed itself); the answer matters more
+                            click.echo(f"Error: {err}", err=True)
+                            writer, transcript_lost = None, True
+                    if as_json:
+                        click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+                        sys.stdout.flush()  # one line per event, as it happens, also into a pipe
+                        continue
+                    if event.type == "start":
+                        if event.cells_total != config.n_ctx:
+                            click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx "
+                                       f"{config.n_ctx} up)", err=True)
+                        note = thinking_note(event.thinking)
+                        if note:
+                            click.echo(note, err=True)
+                    elif event.type == "token":
+                        printer.token(event.worker, event.text)
+                        sys.stdout.flush()
+                    elif event.type == "step":
+                        printer.flush(event.worker)
+                    elif event.type == "cut":
+                        printer.cut(event.worker, event.text)
+                    elif event.type == "stats":
+                        speed = event.tokens_per_s
+                    elif event.type == "answer":
+                        printer.flush()
+                        answer = "no answer" if event.answer is None else event.answer
+                        click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
+                        click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
+                                   f"{event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     except KeyboardInterrupt:
         stopped_by = stopped_by or signal.SIGINT
     finally:

@@ -18,9 +18,6 @@ def transcript() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def transcript_show(path: Path) -> None:
     """Print a transcript as Markdown.  Example:  hogwild transcript show run.jsonl > run.md"""
-    from ..transcript import NotATranscript, render_markdown
+    from ..engine.transcript import render_markdown
 
-    try:
-        click.echo(render_markdown(path))
-    except NotATranscript as err:
-        raise click.ClickException(str(err)) from None
+    click.echo(render_markdown(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..events import END_REASONS, AnswerEvent
+from ..engine.events import END_REASONS, AnswerEvent
 
 
 class AnswerPanel(Static):

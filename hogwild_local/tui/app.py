@@ -24,10 +24,11 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Header
 
 from ..engine import Generation, RunConfig
-from ..events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
-from ..layout import WORKER_NAMES, Layout
-from ..thinking import ThinkMode
-from ..transcript import TranscriptError, TranscriptWriter
+from ..engine.events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent, StepEvent, TokenEvent
+from ..engine.layout import WORKER_NAMES, Layout
+from ..engine.prompts import note_text
+from ..engine.thinking import ThinkMode
+from ..engine.transcript import TranscriptError, TranscriptWriter
 from .answer import AnswerPanel
 from .blocks import BlockTexts
 from .dialogs import Settings, SettingsScreen, TextDialog
@@ -346,7 +347,7 @@ class HogwildApp(App[int]):
 
     def _hint_tokens(self, text: str) -> int:
         """Tokens the hint takes in the cache, written as the engine writes a note."""
-        return len(self.generation.model.tokenize(f"**User:** {text.strip()}\n\n"))
+        return len(self.generation.model.tokenize(note_text(text)))
 
     def _hint(self, text: str | None) -> None:
         if text is None or self.generation is None:

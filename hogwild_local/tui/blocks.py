@@ -2,7 +2,7 @@
 
 The engine stores tokens, not text, so the TUI keeps its own copy: the common block is the prompt
 followed by the history (finished steps and user notes, in completion order), the header and marker
-blocks hold fixed texts from ``hogwild_local.prompts``, and each step block holds what its worker is
+blocks hold fixed texts from ``hogwild_local.engine.prompts``, and each step block holds what its worker is
 writing now. Layouts that never move steps into the history (contiguous, independent) keep each
 worker's whole output in its step block, and only user notes join the common block.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import prompts
-from ..events import AnswerEvent, CutEvent, Event, StepEvent, TokenEvent
-from ..layout import WORKER_NAMES, Block, Layout, LayoutKind
+from ..engine import prompts
+from ..engine.events import AnswerEvent, CutEvent, Event, StepEvent, TokenEvent
+from ..engine.layout import WORKER_NAMES, Block, Layout, LayoutKind
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
 from ..engine import RunConfig
-from ..layout import MAX_WORKERS
+from ..engine.layout import MAX_WORKERS, USER_LAYOUTS
 from ..models import default_model
-from ..thinking import ThinkMode
+from ..engine.thinking import ThinkMode
 
-LAYOUTS = ("combined", "contiguous", "stepwise")
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
@@ -102,7 +101,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
                                            placeholder=f"default: {default_model().name}"))
             yield _row("workers", Select([(str(n), n) for n in range(1, MAX_WORKERS + 1)], value=cfg.workers,
                                               allow_blank=False, id="workers", compact=True))
-            yield _row("layout", Select([(name, name) for name in LAYOUTS], value=cfg.layout,
+            yield _row("layout", Select([(name, name) for name in USER_LAYOUTS], value=cfg.layout,
                                              allow_blank=False, id="layout", compact=True))
             yield _row("budget", Input(str(cfg.budget), type="integer", id="budget", compact=True))
             yield _row("temperature", Input(str(cfg.sampling.temperature), type="number", id="temperature",

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 
 from rich.text import Text
 from textual.containers import Container, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ..engine.prompts import AUTHOR_HEADER
 from .theme import PROBLEM_COLOR, color_of
 
 HISTORY_TITLE = "History"
 MIN_PANE_WIDTH = 26  # columns; fewer worker panes per row below this
-_AUTHOR_HEADER = re.compile(r"^\*\*[^*\n]+\*\*\s*")  # "**Alice [2]:** " or "**User:** "
 
 
 class WorkerPane(Widget):
@@ -163,7 +162,7 @@ class HistoryPane(VerticalScroll):
 
 def strip_author(text: str) -> str:
     """Text without its leading "**Name [k]:** " header (the pane title or history prefix shows the author)."""
-    return _AUTHOR_HEADER.sub("", text, count=1)
+    return AUTHOR_HEADER.sub("", text, count=1)
 
 
 def at_end(scroll: VerticalScroll) -> bool:

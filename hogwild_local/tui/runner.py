@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import EngineError, Generation, RunConfig
-from ..events import Event
+from ..engine.events import Event
 from ..models import ModelError, default_model, resolve_model
 from ..native import BackendError, Model
-from ..transcript import TranscriptError, TranscriptWriter
+from ..engine.transcript import TranscriptError, TranscriptWriter
 
 
 @dataclass(frozen=True)
@@ -95,27 +95,25 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
     as :class:`Failed` (one line); the app stays up.
     ``writer`` (``--transcript``) gets every event as it happens, even after the UI has quit; it is closed here.
     """
-    generation = None
     try:
         inbox.put(Loading(model_spec or default_model().name))
         model = models.get(model_spec)
         if cancel.is_set() or abandon.is_set():
             return
-        generation = Generation(model, problem, config)
-        inbox.put(Started(generation, generation.prompt_text()))
-        for event in generation.events():
-            inbox.put(event)
-            if writer is not None:
-                writer = _record(writer, event, inbox)
-            if abandon.is_set():
-                return
-            if cancel.is_set():
-                generation.stop()
+        # closed when the run ends: the KV cache is freed now; the layout stays readable for the view-as screen
+        with Generation(model, problem, config) as generation:
+            inbox.put(Started(generation, generation.prompt_text()))
+            for event in generation.events():
+                inbox.put(event)
+                if writer is not None:
+                    writer = _record(writer, event, inbox)
+                if abandon.is_set():
+                    return
+                if cancel.is_set():
+                    generation.stop()
     except Exception as err:  # e.g. LayoutFull: an engine error ends this run, never the app
         inbox.put(Failed(one_line(err)))
     finally:
-        if generation is not None and generation.ctx is not None:
-            generation.ctx.close()  # free the KV cache now; the layout stays readable for the view-as screen
         if writer is not None:
             writer.close()
         inbox.put(Finished())

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from ..events import StatsEvent
+from ..engine.events import StatsEvent
 
 from .theme import color_of
 

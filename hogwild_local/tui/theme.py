@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..layout import WORKER_NAMES
+from ..engine.layout import WORKER_NAMES
 
 # readable on dark and light backgrounds, distinct from each other (Alice, Bob, Carol, ... in order)
 WORKER_COLORS = ("#4aa8ff", "#f0a030", "#4cc060", "#c080f0", "#f06070", "#30c0c0", "#d0b000", "#a0a0a0")

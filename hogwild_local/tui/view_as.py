@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from ..layout import WORKER_NAMES, Layout
+from ..engine.layout import WORKER_NAMES, Layout
 
 from .blocks import BlockRow, BlockTexts
 from .theme import PROBLEM_COLOR, color_of

@@ -1,11 +1,11 @@
 """The Hogwild! generation loop: W workers decoding in lock-step over one shared KV cache.
 
-Read top to bottom: :class:`RunConfig` says what to run, :func:`check_model` refuses what the backend
-cannot do, and :class:`Generation` runs it, yielding events (``hogwild_local.events``).
+Read top to bottom: :class:`~.config.RunConfig` says what to run, :func:`~.config.check_model` refuses
+what the backend cannot do, and :class:`Generation` runs it, yielding events (``engine/events.py``).
 
 One pass = ONE ``llama_decode`` carrying the next token of every active worker (plus forced text such
 as a step header). Every token is stored once; before each pass every worker's view offsets are sent
-to the backend, so each worker sees the cache in its own order (``hogwild_local.layout``). A token
+to the backend, so each worker sees the cache in its own order (``engine/layout.py``). A token
 written in a pass is visible to the other workers in that same pass. When a worker ends a step, its
 cells move to the end of the shared history with one K-shift and its next step opens with a forced
 header. A step longer than ``step_limit`` tokens ends at its next sentence or line end instead, at
@@ -15,15 +15,12 @@ cut), ``drop_repeats`` frees a finished step that repeats one the worker has see
 of adding it to the history.
 When the budget ends without an answer, a final-answer sequence that sees the history and
 everyone's unfinished steps decodes greedily after a short "time is up" sentence.
-Reasoning models (``hogwild_local.thinking``): the prompt opens a thinking block where the model expects
+Reasoning models (``engine/thinking.py``): the prompt opens a thinking block where the model expects
 one (``think``: auto, on, off), the workers' steps are written inside it, and the finisher closes it
 before asking for the answer when it is still open where the finisher writes.
 
-Methods (same budget accounting: passes, prefill and finisher excluded):
-- ``hogwild``: the shared cache (layout combined, or contiguous / stepwise for ablation);
-- ``single``: one worker, then the finisher;
-- ``independent``: W workers that never see each other, the finisher over their concatenated work;
-- ``self-consistency``: W independent workers, one finisher each, majority vote.
+The methods (hogwild and its baselines) are described in ``engine/config.py``. A Generation owns the context
+and samplers it opens: close it (``with Generation(...) as gen:``) when its run is over.
 """
 
 from __future__ import annotations
@@ -35,130 +32,18 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
+from ..native.context import Context, Token, batches
+from ..native.errors import BackendError
+from ..native.model import Model
+from ..native.sampler import Sampler, SamplingParams
 from . import prompts, thinking
+from .config import EngineError, Method, RunConfig, check_config, check_model, hogwild_flash_attn, spare_cells
 from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
-from .layout import WORKER_NAMES, Layout, LayoutFull, LayoutKind
-from .native import BackendError, Context, Model, RopeType, Sampler, SamplingParams, Token, batches
-
-METHODS = ("hogwild", "single", "independent", "self-consistency")
-UNSUPPORTED_ROPE = {RopeType.NONE: "no RoPE", RopeType.MROPE: "M-RoPE", RopeType.IMROPE: "M-RoPE",
-                    RopeType.VISION: "vision RoPE"}
-# architectures whose graphs leave RoPE out of some layers by a rule of their own (the patch refuses them too)
-NOPE_LAYERS = ("smollm3", "llama4", "afmoe")
-
-
-def enable_views(ctx: Context, layout: Layout) -> None:
-    """Turn on Hogwild views in the cache with the layout's blocks (every offset 0 until views are synced)."""
-    ctx.hogwild_enable(layout.n_blocks)
-    for blk, p0, p1 in layout.block_ranges():
-        ctx.hogwild_set_block(blk, p0, p1)
-
-
-def sync_views(ctx: Context, layout: Layout) -> None:
-    """Tell the cache where every worker sees every block now."""
-    for w in range(layout.n_workers):
-        ctx.hogwild_set_deltas(w, layout.deltas(w))
-
-
-class EngineError(Exception):
-    """A user-facing refusal or failure: one line."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What to run. ``budget`` counts passes (sequential forward passes)."""
-
-    method: str = "hogwild"
-    workers: int = 2
-    layout: str = "combined"
-    budget: int = 256
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    finisher_tokens: int = 16
-    self_check_every: int = 1024  # generated tokens (all workers) between self-check questions; 0 = never
-    check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
-    end_at_headers: bool = False  # a step ends where its worker starts writing a step header (the header is cut)
-    drop_repeats: bool = False  # a finished step that repeats one its worker has seen is freed, not kept
-    # a step longer than this many tokens (header included) ends at its next sentence or line end (at twice as
-    # many, at once), so that work reaches the history even when a worker never writes a blank line; 0 = no limit
-    step_limit: int = 300
-    think: str = "auto"  # thinking block (a ThinkMode value): auto follows the model, on / off force it
-    n_ctx: int = 8192
-    cache_type: str = "f16"
-    threads: int | None = None
-    stop_on_answer: bool = True
-    snapshots: tuple[int, ...] = ()  # budgets (passes) at which to also ask the finisher, without stopping
-
-    @property
-    def n_workers(self) -> int:
-        return 1 if self.method == "single" else self.workers
-
-    @property
-    def layout_kind(self) -> LayoutKind:
-        if self.method == "hogwild":
-            return LayoutKind(self.layout)
-        return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
-
-
-def hogwild_flash_attn(cache_type: str) -> bool:
-    """Whether a Hogwild context turns flash attention on: unless the cache is f32.
-
-    The Hogwild passes then take the patch's flash-attention path (the workers' current steps copied past the
-    used cells once per worker, keys rotated for that worker's view, and one stock flash attention over it
-    all: no score tensors, every backend's kernel), so memory stays flat as the cache fills. llama.cpp's flash
-    attention casts an f32 cache to f16 (1e-3 logit errors where f32 gives 1e-6), which would undo what
-    ``--cache-type f32`` asks for: f32 runs take the patch's stock-op graph.
-    """
-    return cache_type != "f32"
-
-
-def spare_cells(n_workers: int, n_ctx: int, flash_attn: bool) -> int:
-    """Cells a Hogwild context holds beyond what its run may fill, for the key copies of the flash-attention
-    path (see ``hogwild_flash_attn``): one copy per worker of the small cell range that holds the workers' current
-    steps (patch 0008: the range may run up to 1.5x the steps' cells plus 64 before it moves), W x W x 128 cells
-    for steps of about 128 tokens, at most a quarter of the context or 4096 cells, whichever is more. Until the
-    cache is nearly full the copies also fit in its unused cells; where they do not fit, the patch takes its
-    slower query-copy graph for that pass, with the same result."""
-    return min(max(256, n_workers * n_workers * 128), max(n_ctx // 4, 4096)) if flash_attn else 0
-
-
-def check_model(model: Model) -> None:
-    """Refuse models whose memory cannot hold Hogwild views, with the reason."""
-    info = model.info
-    if info.is_recurrent or info.is_hybrid:
-        raise EngineError(f"{info.architecture}: recurrent or hybrid memory cannot share a KV cache between workers")
-    if info.rope_type in UNSUPPORTED_ROPE:
-        raise EngineError(f"{info.architecture}: {UNSUPPORTED_ROPE[info.rope_type]} is not supported (needs plain RoPE)")
-    if info.n_swa > 0:
-        raise EngineError(f"{info.architecture}: sliding-window attention is not supported yet")
-    if info.kv_lora_rank > 0:
-        raise EngineError(f"{info.architecture}: multi-head latent attention (MLA) is not supported "
-                          "(its keys come from a compressed latent, only partly rotary)")
-    if info.architecture in NOPE_LAYERS:
-        raise EngineError(f"{info.architecture}: layers without RoPE (NoPE) are not supported "
-                          "(the query rotation would turn them too)")
-
-
-@dataclass
-class Worker:
-    """One worker's state between passes."""
-
-    index: int
-    sampler: Sampler
-    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    pending: list[int] = field(default_factory=list)  # tokens to write in the next pass
-    step: int = 1
-    step_text: str = ""
-    step_start: int = 0  # where the step begins in the worker's step block (later than 0 if steps stay put)
-    token_ends: list[int] = field(default_factory=list)  # per token of the step: its end in step_text
-    ending: bool = False  # the pending token ends the step
-    done: bool = False
-    generated: int = 0
-
-    @property
-    def name(self) -> str:
-        return WORKER_NAMES[self.index]
+from .layout import Layout, LayoutFull, LayoutKind
+from .views import enable_views, set_deltas, sync_views
+from .worker import Worker
 
 
 class Generation:
@@ -166,13 +51,7 @@ class Generation:
     may be called from another thread (they take effect between passes)."""
 
     def __init__(self, model: Model, problem: str, config: RunConfig) -> None:
-        if config.method not in METHODS:
-            raise EngineError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
-        if config.step_limit < 0:
-            raise EngineError(f"the step limit must be 0 (none) or a number of tokens, got {config.step_limit}")
-        modes = [m.value for m in thinking.ThinkMode]
-        if config.think not in modes:
-            raise EngineError(f"unknown thinking mode {config.think!r}; choose one of {', '.join(modes)}")
+        check_config(config)
         check_model(model)
         self.model, self.problem, self.config = model, problem, config
         self.thinking = thinking.for_model(model)
@@ -185,6 +64,7 @@ class Generation:
         self._lock = threading.Lock()
         self.layout: Layout | None = None
         self.ctx: Context | None = None
+        self._workers: list[Worker] = []  # their samplers are closed with the context
         self._cells = 0  # the cells a run may fill: the cache less its spare cells (spare_cells)
         # per block: the tokens written there, but the prompt's (4 bytes a token: a list takes 36)
         self._written: dict[int, array[int]] = {}
@@ -198,6 +78,22 @@ class Generation:
         unless ``think`` is on)."""
         text = self.model.apply_chat_template([("user", prompts.user_message(self.problem, self.config.n_workers))])
         return text + self.thinking.tail(text, self.config.think)
+
+    # resources -----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the workers' samplers (idempotent). The layout and what was written stay
+        readable; :meth:`events` cannot run again."""
+        for w in self._workers:
+            w.sampler.close()
+        if self.ctx is not None:
+            self.ctx.close()
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # control (thread-safe) ---------------------------------------------------------------------------
 
@@ -264,7 +160,7 @@ class Generation:
                 self._write(text, layout.fill_header(block), layout.viewers(block), prefill=True)
         self._written = {block.id: array("i") for block in layout.blocks}
 
-        workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
+        self._workers = workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
         for w in workers:
             yield from self._open_step(w, 0, opener=True)
 
@@ -315,7 +211,7 @@ class Generation:
                     self._finish_step(w)
                     yield StepEvent(w.name, w.step - 1, step_text, passes)
                     boxed = prompts.extract_boxed(step_text)
-                    if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
+                    if boxed and cfg.stop_on_answer and Method(cfg.method).stops_on_answer:
                         answer, reason = boxed, "answer"
                     finished_bodies.setdefault(w.index, set()).add(body)
                     self_check = ((cfg.self_check_every and generated_since_check >= cfg.self_check_every)
@@ -331,7 +227,7 @@ class Generation:
                     w.done = True
                     w.pending = []
                     boxed = prompts.extract_boxed(w.step_text)
-                    if boxed and cfg.stop_on_answer and cfg.method in ("hogwild", "single"):
+                    if boxed and cfg.stop_on_answer and Method(cfg.method).stops_on_answer:
                         answer, reason = boxed, "answer"
                     continue
                 text = w.decoder.decode(model.token_bytes(tok))
@@ -383,8 +279,7 @@ class Generation:
     # pieces of the loop --------------------------------------------------------------------------------
 
     def _sync_views(self) -> None:
-        for w in range(self.layout.n_workers):
-            self._set_deltas(w, self.layout.deltas(w))
+        sync_views(self.ctx, self.layout, self._deltas)
 
     def _write(self, tokens: list[int], positions: range, seq_ids: tuple[int, ...], *, prefill: bool = False,
                logits: bool = False) -> None:
@@ -417,8 +312,7 @@ class Generation:
             self.trace.append((op, *args))
 
     def _set_deltas(self, seq: int, deltas: list[int]) -> None:
-        self.ctx.hogwild_set_deltas(seq, deltas)
-        self._deltas[seq] = deltas
+        set_deltas(self.ctx, seq, deltas, self._deltas)
 
     def _open_step(self, w: Worker, pass_: int, *, opener: bool = False, self_check: bool = False) -> Iterator[Event]:
         """Queue the forced header of the worker's next step (and the opener or self-check question)."""
@@ -497,7 +391,7 @@ class Generation:
         with self._lock:
             notes, self._notes = self._notes, []
         for note in notes:
-            text = f"**User:** {note.strip()}\n\n"
+            text = prompts.note_text(note)
             tokens = self.model.tokenize(text)
             if ctx.cells_used() + len(tokens) + reserve > self._cells:
                 return False

@@ -17,10 +17,11 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
+from ..errors import HogwildError
 from .events import Event, to_dict
 
 
-class TranscriptError(OSError):
+class TranscriptError(OSError, HogwildError):
     """A transcript cannot be opened or written: one line that names the file and says why.
 
     An ``OSError`` so that code which already handles file errors handles this one too.
@@ -154,7 +155,7 @@ def read_events(path: str | Path) -> list[dict]:
     return records
 
 
-class NotATranscript(ValueError):
+class NotATranscript(ValueError, HogwildError):
     """The file holds no run: it was not written by `hogwild run --transcript` (or the TUI)."""
 
 

@@ -30,7 +30,7 @@ import jinja2
 import jinja2.sandbox
 
 if TYPE_CHECKING:
-    from .native.model import Model
+    from ..native.model import Model
 
 OPEN, CLOSE = "<think>", "</think>"
 OPENING = OPEN + "\n"  # how a block opens when the template does not say (QwQ's and R1's own text)

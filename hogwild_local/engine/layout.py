@@ -26,6 +26,7 @@ to the end of common with one position shift (the backend re-rotates its keys on
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -40,6 +41,10 @@ class LayoutKind(str, Enum):
     CONTIGUOUS = "contiguous"  # no history: each worker's whole output is one block
     STEPWISE = "stepwise"  # only finished steps are shared
     INDEPENDENT = "independent"  # baseline: nobody sees anyone (one block per worker, never shared)
+
+
+# the layouts a user may choose (independent is the method of the same name, not a layout of hogwild)
+USER_LAYOUTS = tuple(k.value for k in LayoutKind if k is not LayoutKind.INDEPENDENT)
 
 
 class LayoutFull(Exception):
@@ -200,10 +205,6 @@ class Layout:
             return tuple(w for w in range(self.n_workers) if w != block.owner)
         return tuple(range(self.n_workers))
 
-    def view_length(self, worker: int) -> int:
-        """How many tokens the worker attends to."""
-        return sum(b.length for b in self.visible_blocks(worker))
-
     # --- growth ------------------------------------------------------------------------------------
 
     def fill_header(self, block: Block) -> range:
@@ -266,6 +267,10 @@ class Layout:
     def live_cells(self) -> int:
         """Tokens in the cache according to the layout."""
         return sum(b.length for b in self.blocks)
+
+    def snapshot(self) -> Layout:
+        """A copy to hand to another thread: the engine's own keeps changing while it runs."""
+        return copy.deepcopy(self)
 
     def block_ranges(self) -> list[tuple[int, int, int]]:
         """(block id, p0, p1) of every block but common, as the backend's set_block wants them."""

@@ -90,6 +90,15 @@ def forged_header(step_text: str, start: int) -> int | None:
     return match.start() if match else None
 
 
+# the author line that opens a step or a user note, "**Alice [2]:** " or "**User:** " (what a pane hides)
+AUTHOR_HEADER = re.compile(r"^\*\*[^*\n]+\*\*\s*")
+
+
+def note_text(note: str) -> str:
+    """A user's note as it enters the shared history (as a step of "User")."""
+    return f"**User:** {note.strip()}\n\n"
+
+
 def step_header(worker: int, step: int) -> str:
     """The forced opening of a worker's step, e.g. "**Alice [1]:** "."""
     return f"**{WORKER_NAMES[worker]} [{step}]:** "
