@@ -7,8 +7,11 @@ ones the real build and bundle commands call.
 from __future__ import annotations
 
 import difflib
+import os
 import platform
+import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from hogwild_local.native import build as bb
+from hogwild_local.native import install
 from hogwild_local.native.errors import BuildError
 from hogwild_local.native.library import build_status
 from hogwild_local.cli.build_backend import build_backend_command
@@ -304,27 +308,55 @@ def test_sdist_of_another_version_is_refused(tmp_path: Path) -> None:
         bb.extract_sdist(tarball, tmp_path / "work")
 
 
-def test_backend_status_has_sane_types() -> None:
+def test_backend_status_reports_the_installed_patched_build() -> None:
+    """The suite runs on the patched library it built (`make test`): doctor's facts say exactly that."""
+    import llama_cpp
+
     status = build_status()
-    assert isinstance(status["importable"], bool)
-    if status["importable"]:
-        assert isinstance(status["version"], str)
-        assert status["version_ok"] == (status["version"] == bb.LLAMA_CPP_PYTHON_VERSION)
-        assert Path(status["lib_path"]).is_file()
-        assert isinstance(status["patched"], bool)
-        assert isinstance(status["gpu_offload"], bool)
-        assert status["backend"] in ("cpu", "cuda", "metal", "vulkan", "hip")
-        assert status["build_key"] is None or isinstance(status["build_key"], str)
-    else:
-        assert isinstance(status["error"], str)
-        assert status["lib_path"] is None
+    assert status["importable"] is True, status["error"]
+    assert status["error"] is None
+    assert status["version"] == bb.LLAMA_CPP_PYTHON_VERSION and status["version_ok"] is True
+    assert status["patched"] is True
+    lib = Path(status["lib_path"])
+    assert lib.is_file() and lib.name.startswith("libllama")
+    assert lib.parent == install.library_dir(install.installed_package_dir())
+    marker = install.installed_build_info()
+    assert marker is not None, "the installed llama-cpp-python is not one `hogwild build-backend` built"
+    assert status["build_key"] == marker["key"] and re.fullmatch(r"[0-9a-f]{16}", status["build_key"])
+    assert status["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
+    assert status["backend"] in ("cpu", "cuda", "metal", "vulkan", "hip")
+    if not os.environ.get("HOGWILD_TEST_GPU_LAYERS"):  # the suite's CPU build (the GPU runs set it)
+        assert status["backend"] == "cpu"
 
 
-def test_print_lib_path_prints_a_folder_or_says_what_to_do() -> None:
+def test_backend_status_of_a_library_without_the_patch() -> None:
+    """A libllama without the Hogwild symbols is importable but not patched (doctor says so, no crash)."""
+    code = (
+        "import llama_cpp.llama_cpp as L\n"
+        "class Stock: pass\n"
+        "stock = Stock()\n"
+        "for n in ('llama_backend_init', 'llama_log_set', 'llama_supports_gpu_offload', 'llama_print_system_info'):\n"
+        "    setattr(stock, n, getattr(L._lib, n))\n"
+        "stock._name = L._lib._name\n"
+        "L._lib = stock\n"
+        "from hogwild_local.native.library import build_status\n"
+        "s = build_status()\n"
+        "print(s['importable'], s['patched'], s['version_ok'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False", "True"]
+
+
+def test_print_lib_path_prints_the_installed_library_folder() -> None:
     result = CliRunner().invoke(build_backend_command, ["--print-lib-path"])
-    if bb.installed_package_dir() is None:
-        assert result.exit_code == 1
-        assert "llama-cpp-python is not installed" in result.output
-    else:
-        assert result.exit_code == 0, result.output
-        assert any(Path(result.output.strip()).glob("libllama.*"))
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{install.installed_package_dir() / 'lib'}\n"
+    assert any(Path(result.output.strip()).glob("libllama.*"))
+
+
+def test_print_lib_path_without_llama_cpp_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bb, "installed_package_dir", lambda: None)
+    result = CliRunner().invoke(build_backend_command, ["--print-lib-path"])
+    assert result.exit_code == 1
+    assert result.output == "Error: llama-cpp-python is not installed.\n  hint: run `hogwild build-backend`.\n"
