@@ -5,6 +5,7 @@ ggml's threads spin-wait and a shared machine makes two of them crawl."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import gguf
 import numpy as np
@@ -23,18 +24,27 @@ def tiny_path(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("bench") / "tiny.gguf", "llama", seed=3).path
 
 
+def table_cells(table: str) -> list[list[str]]:
+    """The body rows of a bench table, split into cells."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ") and
+            line[2].isdigit()]
+
+
 def test_run_bench_rows(tiny_path):
     rows = run_bench(tiny_path, workers=(1, 2), contexts=(256,), passes=2, threads=1)
-    assert sorted((r.method, r.workers) for r in rows) == [("hogwild", 1), ("hogwild", 2), ("stock", 1), ("stock", 2)]
+    assert [(r.method, r.workers) for r in rows] == [("stock", 1), ("hogwild", 1), ("stock", 2), ("hogwild", 2)]
     by = {(r.method, r.workers): r for r in rows}
     # tiny llama: 2 layers x 2 KV heads x (16 + 16) x 2 bytes (f16)
     per_cell = 2 * 2 * 32 * 2
     for w in (1, 2):
         stock, hog = by["stock", w], by["hogwild", w]
-        assert abs(stock.cells_used - hog.cells_used) <= w
-        assert stock.cells_used == 256
-        assert hog.ratio is not None and hog.ratio > 0 and stock.ratio is None
-        assert hog.blocks > 0
+        # the plan fills exactly C cells: prompt, headers, steps and W tokens a pass
+        assert stock.cells_used == hog.cells_used == 256
+        # worker 0's step (32 tokens planned) ends in the first timed pass, the others' later than the run
+        assert hog.moves == 1 and stock.moves == 0
+        # common, others' header, own header, a marker and a step per worker, the finisher's block
+        assert hog.blocks == 4 + 2 * w
+        assert hog.ratio == pytest.approx(hog.ms_per_pass / stock.ms_per_pass) and stock.ratio is None
         for r in (stock, hog):
             assert r.passes == 2 and len(r.times_ms) == 2 and r.ms_per_pass > 0
             assert r.tokens_per_s == pytest.approx(w / r.ms_per_pass * 1e3)
@@ -42,8 +52,14 @@ def test_run_bench_rows(tiny_path):
             assert r.kv_bytes_replicated == w * r.kv_bytes
     table = format_table(rows, {"machine": "m", "model": "tiny", "settings": "s", "kv_bytes_per_cell": per_cell,
                                 "kv_formula": "f", "commit": "c", "date": "d", "command": "cmd"})
-    body = [line for line in table.splitlines() if line.startswith(("| 1 ", "| 2 "))]
-    assert len(body) == 4 and sum("| hogwild |" in line for line in body) == 2
+    body = table_cells(table)
+    assert len(body) == len(rows)
+    for cells, r in zip(body, rows, strict=True):  # the table says what the rows hold, in their order
+        assert cells[:4] == [str(r.workers), str(r.context), r.method, str(r.cells_used)]
+        assert cells[4:9] == [f"{v:.2f}" for v in (r.ms_per_pass, r.ms_mean, r.ms_min, r.ms_max)] + [f"{r.tokens_per_s:.1f}"]
+        assert cells[9] == ("" if r.ratio is None else f"{r.ratio:.2f}")
+        assert cells[10:12] == [f"{r.kv_bytes / 2**20:.1f}", f"{r.kv_bytes_replicated / 2**20:.1f}"]
+        assert cells[12] == (str(r.moves) if r.method == "hogwild" else "")
 
 
 def test_context_too_small(tiny_path):
@@ -61,8 +77,16 @@ def test_cli_json(tiny_path, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| 2 | 256 | hogwild |" in result.output
     data = json.loads(out.read_text())
-    assert len(data["rows"]) == 4 and data["meta"]["model_facts"]["n_layer"] == 2
-    assert all(row["passes"] == 4 and len(row["times_ms"]) == 4 for row in data["rows"])  # 2 rounds x 2 passes
+    with Model(tiny_path) as model:
+        assert data["meta"]["model_facts"] == asdict(model_facts(model))
+    rows = {(row["method"], row["workers"]): row for row in data["rows"]}
+    assert sorted(rows) == [("hogwild", 1), ("hogwild", 2), ("stock", 1), ("stock", 2)]
+    for (method, w), row in rows.items():
+        assert row["passes"] == 4 and len(row["times_ms"]) == 4  # 2 rounds x 2 passes
+        assert row["cells_used"] == 256
+        if method == "hogwild":
+            assert row["moves"] == 2  # one per round
+            assert row["ratio"] == pytest.approx(row["ms_per_pass"] / rows["stock", w]["ms_per_pass"])
 
 
 def test_synthetic_writer_loads(tmp_path):
@@ -101,3 +125,4 @@ def test_synthetic_qwen2_untied_loads(tmp_path, monkeypatch):
         assert model.info.architecture == "qwen2" and model.info.n_vocab == 512
         rows = run_bench(path, workers=(2,), contexts=(256,), passes=1, warmup=1, threads=1, model=model)
         assert [r.method for r in rows] == ["stock", "hogwild"]
+        assert [r.cells_used for r in rows] == [256, 256]
