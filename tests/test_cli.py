@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,8 +223,51 @@ def test_doctor_reports_the_patched_library(smollm2_path):
     assert report["library"]["patched"] is True and report["model"]["ok"] is True
 
 
-def test_help_teaches_by_example():
-    for command in (["run"], ["tui"], ["doctor"], ["models"], ["build-backend"], ["transcript", "show"]):
-        out = hogwild(*command, "--help")
-        assert out.returncode == 0
-    assert "Examples:" in hogwild("run", "--help").stdout
+def registry_paths() -> list[tuple[str, ...]]:
+    """Every command of the registry as typed after `hogwild`, the groups' sub-commands included."""
+    import click
+
+    from hogwild_local.cli.app import COMMANDS
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        subs = command.commands.values() if isinstance(command, click.Group) else ()
+        return [path] + [p for sub in subs for p in walk(sub, (*path, sub.name))]
+
+    return [p for command in COMMANDS for p in walk(command, (command.name,))]
+
+
+def test_top_level_help_lists_exactly_the_registry():
+    """A command that vanished (what `except ImportError` used to hide) fails here."""
+    from hogwild_local.cli.app import COMMANDS
+
+    out = hogwild("--help")
+    assert out.returncode == 0
+    listed = out.stdout.split("Commands:\n", 1)[1].splitlines()
+    assert sorted(line.split()[0] for line in listed if line.strip()) == sorted(c.name for c in COMMANDS)
+
+
+@pytest.mark.parametrize("path", registry_paths(), ids=" ".join)
+def test_help_teaches_by_example(path):
+    out = hogwild(*path, "--help")
+    assert out.returncode == 0, out.stderr
+    # `python -m hogwild_local` is how these tests call `hogwild`
+    assert re.match(rf"Usage: python -m hogwild_local {re.escape(' '.join(path))} ", out.stdout), out.stdout[:200]
+    assert re.search(r"^\s*Examples?:", out.stdout, re.M), out.stdout
+
+
+def option_help(text: str, option: str) -> str:
+    """The help text of ``option`` in a --help page (its lines joined), or "" if absent."""
+    match = re.search(rf"^  {re.escape(option)}\b.*?(?=^  -|\Z)", text, re.M | re.S)
+    return " ".join(match.group(0).split()) if match else ""
+
+
+def test_commands_share_their_model_options():
+    """run, tui and eval take the model options from one place: same flags, same help text."""
+    pages = {name: hogwild(name, "--help").stdout for name in ("run", "tui", "eval")}
+    for option in ("-m, --model", "-ngl, --gpu-layers", "--threads", "--ctx"):
+        texts = {name: option_help(page, option) for name, page in pages.items()}
+        assert all(texts.values()), f"{option} missing: {texts}"
+        assert len(set(texts.values())) == 1, texts
+    # eval runs a grid of methods and budgets: the single-run options are not its own
+    for option in ("-w, --workers", "-b, --budget", "--method"):
+        assert option_help(pages["run"], option) and not option_help(pages["eval"], option), option

@@ -91,7 +91,13 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
                   warmup: int, rounds: int, step_tokens: int, gpu_layers: int | None, threads: int | None,
                   flash_attn: bool, cache_type: str, n_batch: int, methods: str, seed: int, json_path: str | None,
                   plot_path: str | None) -> None:
-    """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells."""
+    """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells.
+
+    \b
+    Examples:
+      hogwild bench -m smollm2-135m --workers 1,2,4 --contexts 1024 --threads 2
+      hogwild bench --synthetic qwen2.5-7b --contexts 4096,32768 --flash-attn --json bench.json
+    """
     from ..bench import (
         CACHE_TYPE_BYTES,
         CPU_CONTEXTS,

@@ -13,7 +13,14 @@ from .command import Command
 
 @click.command("build-backend", cls=Command,
                help=f"Build llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} with hogwild's llama.cpp patches and "
-                    "install it.")
+                    "install it.\n\n"
+                    "A build is kept per (patches, options, CPU) and tests itself where it is built; an up-to-date "
+                    "one is reused.\n\n"
+                    "\b\nExamples:\n"
+                    "  hogwild build-backend                          # CPU, tuned for this machine\n"
+                    "  hogwild build-backend --backend cuda --cuda-arch 89\n"
+                    "  hogwild build-backend --bundle dist/           # a patched source tarball to carry\n"
+                    "  export LLAMA_CPP_LIB_PATH=$(hogwild build-backend --print-lib-path)")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ggml backend to build.")
 @click.option("--cuda-arch", default="90", show_default=True,
