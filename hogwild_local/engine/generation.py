@@ -8,11 +8,8 @@ as a step header). Every token is stored once; before each pass every worker's v
 to the backend, so each worker sees the cache in its own order (``engine/layout.py``). A token
 written in a pass is visible to the other workers in that same pass. When a worker ends a step, its
 cells move to the end of the shared history with one K-shift and its next step opens with a forced
-header. A step longer than ``step_limit`` tokens ends at its next sentence or line end instead, at
-twice as many at once (small models may never write the blank line). Two optional remedies for small models that loop:
-``end_at_headers`` ends a step where the worker begins to write a step header itself (the header is
-cut), ``drop_repeats`` frees a finished step that repeats one the worker has seen word for word instead
-of adding it to the history.
+header. Optional rules for small models that loop (a step limit, repeats dropped, self-check questions,
+steps cut at forged headers, DRY over the worker's view) are hooks the loop calls (``engine/remedies.py``).
 When the budget ends without an answer, a final-answer sequence that sees the history and
 everyone's unfinished steps decodes greedily after a short "time is up" sentence.
 Reasoning models (``engine/thinking.py``): the prompt opens a thinking block where the model expects
@@ -25,14 +22,13 @@ and samplers it opens: close it (``with Generation(...) as gen:``) when its run 
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import threading
 import time
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from ..native.context import Context, Token, batches
 from ..native.errors import BackendError
@@ -42,8 +38,23 @@ from . import prompts, thinking
 from .config import EngineError, Method, RunConfig, check_config, check_model, hogwild_flash_attn, spare_cells
 from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
 from .layout import Layout, LayoutFull, LayoutKind
+from .remedies import Remedy, remedies_for
 from .views import enable_views, set_deltas, sync_views
 from .worker import Worker
+
+
+@dataclass
+class _Run:
+    """The loop's state during one run of :meth:`Generation.events`."""
+
+    workers: list[Worker]
+    remedies: list[Remedy]  # engine/remedies.py: the optional rules, in the order their hooks run
+    finisher_room: int  # cells kept free for the finisher
+    t0: float  # perf_counter at the start
+    passes: int = 0
+    t_decode: float = 0.0  # seconds spent in the passes' decodes
+    reason: str = "budget"  # why the loop ended (AnswerEvent.reason)
+    answer: str | None = None  # a worker's boxed answer that ended the run
 
 
 class Generation:
@@ -118,40 +129,71 @@ class Generation:
     # the run -----------------------------------------------------------------------------------------
 
     def events(self) -> Iterator[Event]:
-        """Run to the end, yielding events as they happen."""
-        cfg, model = self.config, self.model
-        n = cfg.n_workers
+        """Run to the end, yielding events as they happen: open the cache, prefill, then one pass at a time
+        until the budget, an answer, or a reason to stop; the finisher answers when no worker did."""
         t0 = time.perf_counter()
+        prompt, headers, finisher_room = self._tokenize_prompt()
+        self._open_cache(headers, finisher_room)
+        yield self._start_event(len(prompt))
+        run = _Run(self._prefill(prompt, headers), remedies_for(self.config, self.layout.kind), finisher_room, t0)
+        for w in run.workers:
+            yield from self._open_step(w, 0, opener=True)
+        while run.passes < self.config.budget:
+            active = yield from self._gate(run)
+            if active is None:
+                break
+            last_index = self._decode_pass(run, active)
+            for w in active:
+                if w.ending:  # the step-ending token is in the cache now: move the step into the history
+                    yield from self._end_step(run, w)
+                else:
+                    yield from self._next_token(run, w, last_index[w.index])
+            yield self._stats(run)
+            yield from self._snapshot(run)
+            if run.answer is not None:
+                break
+        yield self._finish_run(run)
 
+    # phases of the run ---------------------------------------------------------------------------------
+
+    def _tokenize_prompt(self) -> tuple[list[int], list[list[int]], int]:
+        """The prompt's tokens, the three header texts' and the finisher's room; refuses a prompt that does not fit."""
+        cfg, model = self.config, self.model
         self._prompt = self.prompt_text()
         prompt = model.tokenize(self._prompt, add_special=True)
         headers = [model.tokenize(t) for t in (prompts.OTHERS_HEADER, prompts.MARKER, prompts.OWN_HEADER)]
         # the finisher's prompt depends on the thinking block at the end (see _finish): room for the longer one
         finisher_room = max(len(model.tokenize(prompts.finisher(s))) for s in (False, True)) + cfg.finisher_tokens
-        if len(prompt) + sum(map(len, headers)) * n + finisher_room + 8 * n > cfg.n_ctx:
+        if len(prompt) + sum(map(len, headers)) * cfg.n_workers + finisher_room + 8 * cfg.n_workers > cfg.n_ctx:
             raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
+        return prompt, headers, finisher_room
 
+    def _open_cache(self, headers: list[list[int]], finisher_room: int) -> None:
+        """Open the context (one sequence per worker and the finisher's) and the layout over its cells."""
+        cfg, n = self.config, self.config.n_workers
         flash_attn = hogwild_flash_attn(cfg.cache_type)
         spare = spare_cells(n, cfg.n_ctx, flash_attn)
-        self.ctx = ctx = model.context(n_ctx=cfg.n_ctx + spare, n_seq=n + 1, n_batch=max(512, 64 * n),
-                                       cache_type=cfg.cache_type, n_threads=cfg.threads, flash_attn=flash_attn)
+        self.ctx = self.model.context(n_ctx=cfg.n_ctx + spare, n_seq=n + 1, n_batch=max(512, 64 * n),
+                                      cache_type=cfg.cache_type, n_threads=cfg.threads, flash_attn=flash_attn)
         # llama.cpp rounds n_ctx up (600 -> 768 cells): a block may grow as far as the real cache, less the spare
-        self._cells = cells_total = ctx.cells_total() - spare
-        self.layout = layout = Layout(cfg.layout_kind, n, capacity=cells_total,
-                                      header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
+        self._cells = self.ctx.cells_total() - spare
+        self.layout = Layout(cfg.layout_kind, n, capacity=self._cells,
+                             header_lengths=tuple(map(len, headers)), finisher_capacity=finisher_room)
         try:
-            enable_views(ctx, layout)
+            enable_views(self.ctx, self.layout)
         except BackendError as err:
-            raise EngineError(f"{model.info.architecture}: {err}") from None
+            raise EngineError(f"{self.model.info.architecture}: {err}") from None
 
-        yield StartEvent(config=_config_dict(cfg), model=_model_dict(model), prompt_tokens=len(prompt),
-                         cells_total=self._cells,
-                         thinking={"signs": [sign.value for sign in self.thinking.signs],
-                                   "block": thinking.block_state(self._prompt)})
+    def _start_event(self, prompt_tokens: int) -> StartEvent:
+        return StartEvent(config=_config_dict(self.config), model=_model_dict(self.model), prompt_tokens=prompt_tokens,
+                          cells_total=self._cells,
+                          thinking={"signs": [sign.value for sign in self.thinking.signs],
+                                    "block": thinking.block_state(self._prompt)})
 
-        # prefill: the prompt once for everyone, then the shared header texts
-        everyone = tuple(range(n))
-        self._write(prompt, layout.append_prompt(len(prompt)), everyone, prefill=True)
+    def _prefill(self, prompt: list[int], headers: list[list[int]]) -> list[Worker]:
+        """Write the prompt once for everyone, then the shared header texts; return the workers."""
+        layout, n = self.layout, self.config.n_workers
+        self._write(prompt, layout.append_prompt(len(prompt)), tuple(range(n)), prefill=True)
         for block, text in zip([layout.others_header, *layout.markers, layout.own_header],
                                [headers[0], *[headers[1]] * n, headers[2]]):
             if layout.viewers(block):
@@ -159,121 +201,121 @@ class Generation:
                 self._sync_views()
                 self._write(text, layout.fill_header(block), layout.viewers(block), prefill=True)
         self._written = {block.id: array("i") for block in layout.blocks}
+        self._workers = [Worker(w, Sampler(self.model, self.config.sampling, seed_offset=w)) for w in range(n)]
+        return self._workers
 
-        self._workers = workers = [Worker(w, Sampler(model, cfg.sampling, seed_offset=w)) for w in range(n)]
-        for w in workers:
-            yield from self._open_step(w, 0, opener=True)
+    def _gate(self, run: _Run) -> Generator[Event, None, list[Worker] | None]:
+        """Between passes: wait while paused, write the user's notes; the workers of the next pass, or None
+        (with ``run.reason`` set) when the run ends here."""
+        self._running.wait()
+        if self._stop.is_set():
+            run.reason = "stopped"
+            return None
+        if not (yield from self._apply_notes(run.passes, run.finisher_room)):
+            run.reason = "note_too_long"
+            return None
+        active = [w for w in run.workers if not w.done]
+        if not active:
+            run.reason = "eos"
+            return None
+        if self.ctx.cells_used() + sum(len(w.pending) for w in active) + run.finisher_room > self._cells:
+            run.reason = "context_full"
+            return None
+        return active
 
-        reason, answer, passes, generated_since_check = "budget", None, 0, 0
-        finished_bodies: dict[int, set[str]] = {}  # per worker: what its finished steps said (to notice repeats)
-        t_decode = 0.0
-        while passes < cfg.budget:
-            self._running.wait()
-            if self._stop.is_set():
-                reason = "stopped"
-                break
-            if not (yield from self._apply_notes(ctx, passes, finisher_room)):
-                reason = "note_too_long"
-                break
-            active = [w for w in workers if not w.done]
-            if not active:
-                reason = "eos"
-                break
+    def _decode_pass(self, run: _Run, active: list[Worker]) -> dict[int, int]:
+        """One pass: every active worker's pending tokens at the end of its own step block, in one decode.
+        Returns, per worker, the batch index of the token whose logits it samples from."""
+        layout, batch, last_index = self.layout, [], {}
+        for w in active:  # a step block is as large as the cache: the gate's check leaves it room
+            viewers = layout.viewers(layout.steps[w.index])
+            for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
+                batch.append(Token(tok, pos, viewers, i == len(w.pending) - 1 and not w.ending))
+            last_index[w.index] = len(batch) - 1
+        self._sync_views()
+        t = time.perf_counter()
+        self._decode(batch)
+        run.t_decode += time.perf_counter() - t
+        run.passes += 1
+        for w in active:
+            self._written[layout.steps[w.index].id].extend(w.pending)
+        return last_index
 
-            # one pass: every active worker's pending tokens, at the end of its own step block
-            if ctx.cells_used() + sum(len(w.pending) for w in active) + finisher_room > self._cells:
-                reason = "context_full"
-                break
-            batch, last_index = [], {}
-            for w in active:  # a step block is as large as the cache: the check above leaves it room
-                viewers = layout.viewers(layout.steps[w.index])
-                for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
-                    want = i == len(w.pending) - 1 and not w.ending
-                    batch.append(Token(tok, pos, viewers, want))
-                last_index[w.index] = len(batch) - 1
-            self._sync_views()
-            t = time.perf_counter()
-            self._decode(batch)
-            t_decode += time.perf_counter() - t
-            passes += 1
-            for w in active:
-                self._written[layout.steps[w.index].id].extend(w.pending)
+    def _end_step(self, run: _Run, w: Worker) -> Iterator[Event]:
+        """The worker's step ended: into the history (or freed, when a remedy drops it); open its next step."""
+        step_text = w.step_text
+        body = prompts.step_body(step_text)
+        verdicts = [r.step_ended(w, body) for r in run.remedies]
+        if any(v.drop for v in verdicts):
+            yield self._cut_step(w, 0, run.passes, "repeat")
+            yield from self._open_step(w, run.passes, self_check=any(v.ask for v in verdicts if v.drop))
+            return
+        self._finish_step(w)
+        yield StepEvent(w.name, w.step - 1, step_text, run.passes)
+        self._take_answer(run, step_text)
+        ask = any(v.ask for v in verdicts)
+        for r in run.remedies:
+            r.step_kept(w, body, ask)
+        yield from self._open_step(w, run.passes, self_check=ask)
 
-            for w in active:
-                if w.ending:  # the step-ending token is in the cache now: move the step into the history
-                    step_text = w.step_text
-                    body = prompts.step_body(step_text)
-                    repeated = bool(body) and body in self._bodies_seen_by(w.index, finished_bodies)
-                    if repeated and cfg.drop_repeats:
-                        yield self._cut_step(w, 0, passes, "repeat")
-                        yield from self._open_step(w, passes, self_check=cfg.check_repeats)
-                        continue
-                    self._finish_step(w)
-                    yield StepEvent(w.name, w.step - 1, step_text, passes)
-                    boxed = prompts.extract_boxed(step_text)
-                    if boxed and cfg.stop_on_answer and Method(cfg.method).stops_on_answer:
-                        answer, reason = boxed, "answer"
-                    finished_bodies.setdefault(w.index, set()).add(body)
-                    self_check = ((cfg.self_check_every and generated_since_check >= cfg.self_check_every)
-                                  or (cfg.check_repeats and repeated))
-                    if self_check:
-                        generated_since_check = 0
-                    yield from self._open_step(w, passes, self_check=bool(self_check))
-                    continue
-                if w.sampler.has_dry:
-                    w.sampler.set_dry_context(self._read_by(w.index))
-                tok = w.sampler.sample(ctx, last_index[w.index])
-                if model.is_eog(tok):
-                    w.done = True
-                    w.pending = []
-                    boxed = prompts.extract_boxed(w.step_text)
-                    if boxed and cfg.stop_on_answer and Method(cfg.method).stops_on_answer:
-                        answer, reason = boxed, "answer"
-                    continue
-                text = w.decoder.decode(model.token_bytes(tok))
-                w.ending = prompts.ends_step(w.step_text, text)
-                w.step_text += text
-                w.pending = [tok]
-                w.token_ends.append(len(w.step_text))
-                w.generated += 1
-                generated_since_check += 1
-                yield TokenEvent(w.name, text, passes)
-                if cfg.end_at_headers:
-                    forged = prompts.forged_header(w.step_text, w.token_ends[0])
-                    if forged is not None:
-                        yield self._cut_step(w, bisect.bisect_right(w.token_ends, forged), passes, "header")
-                if cfg.step_limit and not w.ending and len(w.token_ends) > cfg.step_limit:
-                    # at a sentence or line end; twice as long (a loop like "[1] [1] [1]" has neither): at once
-                    end = (len(w.step_text) if len(w.token_ends) > 2 * cfg.step_limit
-                           else prompts.sentence_end(w.step_text, len(w.step_text) - len(text)))
-                    if end is not None:  # keep the token that holds the sentence's end, not one after it
-                        yield self._cut_step(w, bisect.bisect_left(w.token_ends, end) + 1, passes, "long")
+    def _next_token(self, run: _Run, w: Worker, index: int) -> Iterator[Event]:
+        """Sample the worker's next token from the logits at batch ``index``; the remedies may cut its step."""
+        for r in run.remedies:
+            r.before_sample(w, self._read_by)
+        tok = w.sampler.sample(self.ctx, index)
+        if self.model.is_eog(tok):
+            w.done, w.pending = True, []
+            self._take_answer(run, w.step_text)
+            return
+        text = w.decoder.decode(self.model.token_bytes(tok))
+        w.ending = prompts.ends_step(w.step_text, text)
+        w.step_text += text
+        w.pending = [tok]
+        w.token_ends.append(len(w.step_text))
+        w.generated += 1
+        for r in run.remedies:
+            r.token_sampled(w)
+        yield TokenEvent(w.name, text, run.passes)
+        for r in run.remedies:  # each cut lands before the next remedy looks at the step
+            cut = r.after_token(w, text)
+            if cut is not None:
+                yield self._cut_step(w, cut.keep, run.passes, cut.reason)
 
-            elapsed = time.perf_counter() - t0
-            generated = sum(w.generated for w in workers)
-            yield StatsEvent(
-                pass_=passes, budget=cfg.budget,
-                tokens_per_s=generated / t_decode if t_decode else 0.0,
-                worker_tokens_per_s={w.name: (w.generated / t_decode if t_decode else 0.0) for w in workers},
-                cells_used=ctx.cells_used(), cells_total=self._cells,
-                tokens_written=self._tokens_written, elapsed_s=elapsed,
-            )
-            if passes in cfg.snapshots and passes < cfg.budget:
-                snap = answer if answer is not None else self._final_answer(ctx, workers)[0]
-                yield SnapshotEvent(passes, snap, "answer" if answer is not None else "finisher",
-                                    generated, time.perf_counter() - t0)
-            if answer is not None:
-                break
+    def _take_answer(self, run: _Run, step_text: str) -> None:
+        """A boxed answer in a step ends the run, for the methods that stop on an answer."""
+        boxed = prompts.extract_boxed(step_text)
+        if boxed and self.config.stop_on_answer and Method(self.config.method).stops_on_answer:
+            run.answer, run.reason = boxed, "answer"
 
-        votes: dict[str, int] = {}
-        finisher_prompt = finisher_text = ""
+    def _stats(self, run: _Run) -> StatsEvent:
+        def rate(tokens: int) -> float:
+            return tokens / run.t_decode if run.t_decode else 0.0
+
+        return StatsEvent(
+            pass_=run.passes, budget=self.config.budget,
+            tokens_per_s=rate(sum(w.generated for w in run.workers)),
+            worker_tokens_per_s={w.name: rate(w.generated) for w in run.workers},
+            cells_used=self.ctx.cells_used(), cells_total=self._cells,
+            tokens_written=self._tokens_written, elapsed_s=time.perf_counter() - run.t0,
+        )
+
+    def _snapshot(self, run: _Run) -> Iterator[SnapshotEvent]:
+        """At the configured passes: the answer so far (a worker's, or what the finisher would say now)."""
+        if run.passes in self.config.snapshots and run.passes < self.config.budget:
+            snap = run.answer if run.answer is not None else self._final_answer(run.workers)[0]
+            yield SnapshotEvent(run.passes, snap, "answer" if run.answer is not None else "finisher",
+                                sum(w.generated for w in run.workers), time.perf_counter() - run.t0)
+
+    def _finish_run(self, run: _Run) -> AnswerEvent:
+        """The run's answer: a worker's, or the finisher's when none stopped it."""
+        answer, votes, finisher_prompt, finisher_text = run.answer, {}, "", ""
         if answer is None:
             self._release_views()
-            answer, finisher_prompt, finisher_text, votes = self._final_answer(ctx, workers)
-        yield AnswerEvent(
-            answer=answer, reason=reason, finisher_text=finisher_text, passes=passes,
-            tokens_generated=sum(w.generated for w in workers), elapsed_s=time.perf_counter() - t0, votes=votes,
-            finisher_prompt=finisher_prompt,
+            answer, finisher_prompt, finisher_text, votes = self._final_answer(run.workers)
+        return AnswerEvent(
+            answer=answer, reason=run.reason, finisher_text=finisher_text, passes=run.passes,
+            tokens_generated=sum(w.generated for w in run.workers), elapsed_s=time.perf_counter() - run.t0,
+            votes=votes, finisher_prompt=finisher_prompt,
         )
 
     # pieces of the loop --------------------------------------------------------------------------------
@@ -365,12 +407,6 @@ class Generation:
         """The generated tokens the worker sees (history, others' steps, its own), in its view's order."""
         return [tok for block in self.layout.visible_blocks(worker) for tok in self._written[block.id]]
 
-    def _bodies_seen_by(self, worker: int, finished_bodies: dict[int, set[str]]) -> set[str]:
-        """The finished steps' bodies this worker can see (its own only if the workers are independent)."""
-        if self.layout.kind is LayoutKind.INDEPENDENT:
-            return finished_bodies.get(worker, set())
-        return set().union(*finished_bodies.values())
-
     def _finish_step(self, w: Worker) -> None:
         """Move the finished step to the end of the history (one K-shift), shared with everyone."""
         move = self.layout.finish_step(w.index)
@@ -385,7 +421,7 @@ class Generation:
             self._memory("seq_add", w.index, move.p0, move.p1, move.shift)
         w.step += 1
 
-    def _apply_notes(self, ctx: Context, pass_: int, reserve: int) -> Generator[Event, None, bool]:
+    def _apply_notes(self, pass_: int, reserve: int) -> Generator[Event, None, bool]:
         """Write the user's notes into the history. Returns False at the first note that does not fit the cache
         with ``reserve`` cells to spare (the finisher's): that note and any after it are not written."""
         with self._lock:
@@ -393,7 +429,7 @@ class Generation:
         for note in notes:
             text = prompts.note_text(note)
             tokens = self.model.tokenize(text)
-            if ctx.cells_used() + len(tokens) + reserve > self._cells:
+            if self.ctx.cells_used() + len(tokens) + reserve > self._cells:
                 return False
             positions = self.layout.append_note(len(tokens))
             self._written[self.layout.common.id].extend(tokens)
@@ -413,14 +449,14 @@ class Generation:
         for w in range(1, self.layout.n_workers):
             self._memory("seq_rm", w, 0, self.layout.common.end)
 
-    def _final_answer(self, ctx: Context, workers: list[Worker]) -> tuple[str | None, str, str, dict[str, int]]:
+    def _final_answer(self, workers: list[Worker]) -> tuple[str | None, str, str, dict[str, int]]:
         """The finisher's answer, its prompt and its text (self-consistency: one finisher per worker and a
         majority vote; their prompts and texts are not kept)."""
         if self.config.method == "self-consistency":
-            answers = [self._finish(ctx, [w.index])[0] for w in workers]
+            answers = [self._finish([w.index])[0] for w in workers]
             votes = dict(Counter(a for a in answers if a is not None))
             return (max(votes, key=votes.get) if votes else None), "", "", votes
-        answer, prompt, text = self._finish(ctx, [w.index for w in workers])
+        answer, prompt, text = self._finish([w.index for w in workers])
         return answer, prompt, text, {}
 
     def _finisher_prompt(self, workers: list[int]) -> str:
@@ -434,7 +470,7 @@ class Generation:
         pieces = (self.model.token_bytes(tok, special=True) for block in reversed(blocks) for tok in reversed(block))
         return prompts.finisher(thinking.ends_inside(pieces, opened=thinking.ends_open(self._prompt)))
 
-    def _finish(self, ctx: Context, workers: list[int]) -> tuple[str | None, str, str]:
+    def _finish(self, workers: list[int]) -> tuple[str | None, str, str]:
         """Greedy final answer from a sequence that sees the history and the given workers' current steps:
         the answer, the prompt the finisher was given, and what it wrote."""
         text_prompt = self._finisher_prompt(workers)
@@ -458,7 +494,7 @@ class Generation:
         text = ""
         try:
             for _ in range(self.config.finisher_tokens):
-                tok = greedy.sample(ctx, ctx.last_batch_size - 1)
+                tok = greedy.sample(self.ctx, self.ctx.last_batch_size - 1)
                 if self.model.is_eog(tok):
                     break
                 text += decoder.decode(self.model.token_bytes(tok))
