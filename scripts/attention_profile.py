@@ -59,8 +59,9 @@ def main(paths: list[str], last: int = 1600) -> None:
         layers = attention_layers(kernels(path)[-last:])  # the last passes: decode, not the prompt
         if not layers:
             sys.exit(f"{path}: no attention kernels (not an ncu --csv file with gpu__time_duration.sum?)")
-        longest = max(len(layer) for layer in layers)
-        full = [layer for layer in layers if len(layer) == longest]
+        # the usual sequence: the prompt's pass and the moves' K-shifts launch other ones, once each
+        usual = Counter(map(len, layers)).most_common(1)[0][0]
+        full = [layer for layer in layers if len(layer) == usual]
         print(f"{path}: {len(layers)} layers, kernels per layer {dict(Counter(map(len, layers)))}")
         for k, (name, _) in enumerate(full[0]):
             print(f"  {statistics.median(layer[k][1] for layer in full):6.2f} us  {name[:70]}")
