@@ -192,6 +192,23 @@ def fetch_gsm8k() -> Path:
 # running one problem
 
 
+class _SnapshotClock:
+    """A sink (``engine.driver.drive``): each snapshot event with the run's time at it, less the time spent
+    answering at the snapshots before (a run that stopped at that budget would not have spent it)."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[int, tuple] = {}
+        self.finisher_time = 0.0
+        self._stats_at = 0.0
+
+    def __call__(self, event) -> None:
+        if event.type == "stats":
+            self._stats_at = time.perf_counter()
+        elif event.type == "snapshot":
+            self.snapshots[event.budget] = (event, event.elapsed_s - self.finisher_time)
+            self.finisher_time += time.perf_counter() - self._stats_at
+
+
 def run_problem(model, problem: Problem, spec: MethodSpec, base_config, budgets: Sequence[int],
                 transcript: Path | None = None) -> dict:
     """One run of ``spec`` on ``problem`` at the largest budget, with the finisher asked at the others.
@@ -201,36 +218,25 @@ def run_problem(model, problem: Problem, spec: MethodSpec, base_config, budgets:
     from dataclasses import replace
 
     from .engine import Generation
+    from .engine.driver import TranscriptSink, drive
     from .engine.transcript import TranscriptWriter
 
     sampling = replace(base_config.sampling, seed=base_config.sampling.seed + problem.index)
     config = replace(base_config, method=spec.method, workers=spec.workers, budget=max(budgets),
                      snapshots=tuple(b for b in budgets if b < max(budgets)), sampling=sampling)
-    writer = None
+    record = None
     if transcript is not None:
         transcript.unlink(missing_ok=True)  # a run cut short earlier is redone from scratch
-        writer = TranscriptWriter(transcript, {"problem": problem.question, "reference": problem.reference,
-                                               "index": problem.index, "method": spec.name})
-    snapshots: dict[int, tuple] = {}
-    finisher_time = 0.0  # spent answering at snapshot budgets: not part of a run that stops at a budget
-    stats_at = 0.0
-    final = None
+        record = TranscriptSink(TranscriptWriter(transcript, {"problem": problem.question, "reference": problem.reference,
+                                                              "index": problem.index, "method": spec.name}))
+    clock = _SnapshotClock()
     with Generation(model, problem.question, config) as gen:
         try:
-            for event in gen.events():
-                if writer:
-                    writer.write(event)
-                if event.type == "stats":
-                    stats_at = time.perf_counter()
-                elif event.type == "snapshot":
-                    spent = time.perf_counter() - stats_at
-                    snapshots[event.budget] = (event, event.elapsed_s - finisher_time)
-                    finisher_time += spent
-                elif event.type == "answer":
-                    final = event
+            final = drive(gen, [record, clock] if record else [clock])
         finally:
-            if writer:
-                writer.close()
+            if record:
+                record.close()
+    snapshots, finisher_time = clock.snapshots, clock.finisher_time
     assert final is not None
     per_budget = {}
     for b in budgets:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
+from ..engine.events import END_REASONS, Event, to_dict
 from ..engine.layout import WORKER_NAMES
 from ..engine.thinking import SIGN_TEXT, Sign
 
@@ -48,6 +52,45 @@ class Printer:
             if self.buffers.get(name, "").strip():
                 click.echo(self.label(name) + self.buffers[name])
             self.buffers[name] = ""
+
+
+class TextSink:
+    """The run as text (a sink for ``engine.driver.drive``): workers' lines on stdout, notes on stderr, the answer."""
+
+    def __init__(self, printer: Printer, n_ctx: int) -> None:
+        self.printer, self.n_ctx = printer, n_ctx
+        self.speed = 0.0  # the last stats event's tokens/s, said with the answer
+
+    def __call__(self, event: Event) -> None:
+        printer = self.printer
+        if event.type == "start":
+            if event.cells_total != self.n_ctx:
+                click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx {self.n_ctx} up)",
+                           err=True)
+            note = thinking_note(event.thinking)
+            if note:
+                click.echo(note, err=True)
+        elif event.type == "token":
+            printer.token(event.worker, event.text)
+            sys.stdout.flush()
+        elif event.type == "step":
+            printer.flush(event.worker)
+        elif event.type == "cut":
+            printer.cut(event.worker, event.text)
+        elif event.type == "stats":
+            self.speed = event.tokens_per_s
+        elif event.type == "answer":
+            printer.flush()
+            answer = "no answer" if event.answer is None else event.answer
+            click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
+            click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
+                       f"{event.tokens_generated} tokens, {self.speed:.1f} tok/s)", err=True)
+
+
+def json_sink(event: Event) -> None:
+    """The run as JSON lines (``--json``): one object per event, flushed as it happens, also into a pipe."""
+    click.echo(json.dumps(to_dict(event), ensure_ascii=False))
+    sys.stdout.flush()
 
 
 def thinking_note(start: dict) -> str | None:

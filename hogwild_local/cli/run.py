@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import click
 
 from .command import Command
 from .options import generation_options, load_model, make_config, read_problem
-from .printer import Printer, thinking_note
+from .printer import Printer, TextSink, json_sink
 
 
 @click.command(cls=Command)
@@ -33,21 +32,20 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
       hogwild run "..." -ngl -1 --ctx 16384       # all layers on the GPU
     """
     from ..engine import Generation
-    from ..engine.events import END_REASONS, to_dict
-    from ..engine.transcript import TranscriptError, TranscriptWriter
+    from ..engine.driver import TranscriptSink, drive
+    from ..engine.transcript import TranscriptWriter
 
     problem = read_problem(problem)
     config = make_config(opts)
     # before the model loads: an unwritable path, or one another run holds, fails at once
-    writer = TranscriptWriter(transcript, {"problem": problem}) if transcript else None
+    record = TranscriptSink(TranscriptWriter(transcript, {"problem": problem}),
+                            on_error=lambda err: click.echo(f"Error: {err}", err=True)) if transcript else None
     try:
         model = load_model(opts)
     except KeyboardInterrupt:  # Ctrl-C while a model downloads or loads: nothing produced yet
         sys.exit(130)
-    printer = Printer(colour=not no_color and sys.stdout.isatty())
+    output = json_sink if as_json else TextSink(Printer(colour=not no_color and sys.stdout.isatty()), config.n_ctx)
     stopped_by: int | None = None  # the first SIGINT or SIGTERM: stop after this pass, still answer
-    transcript_lost = False
-    speed = 0.0
     try:
         with Generation(model, problem, config) as gen:
             def on_stop_signal(signum: int, frame: object) -> None:
@@ -61,48 +59,16 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
 
             previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
-                for event in gen.events():
-                    if writer:
-                        try:
-                            writer.write(event)
-                        except TranscriptError as err:  # said once (the writer closed itself); the answer matters more
-                            click.echo(f"Error: {err}", err=True)
-                            writer, transcript_lost = None, True
-                    if as_json:
-                        click.echo(json.dumps(to_dict(event), ensure_ascii=False))
-                        sys.stdout.flush()  # one line per event, as it happens, also into a pipe
-                        continue
-                    if event.type == "start":
-                        if event.cells_total != config.n_ctx:
-                            click.echo(f"(the cache holds {event.cells_total} cells: llama.cpp rounds --ctx "
-                                       f"{config.n_ctx} up)", err=True)
-                        note = thinking_note(event.thinking)
-                        if note:
-                            click.echo(note, err=True)
-                    elif event.type == "token":
-                        printer.token(event.worker, event.text)
-                        sys.stdout.flush()
-                    elif event.type == "step":
-                        printer.flush(event.worker)
-                    elif event.type == "cut":
-                        printer.cut(event.worker, event.text)
-                    elif event.type == "stats":
-                        speed = event.tokens_per_s
-                    elif event.type == "answer":
-                        printer.flush()
-                        answer = "no answer" if event.answer is None else event.answer
-                        click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
-                        click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
-                                   f"{event.tokens_generated} tokens, {speed:.1f} tok/s)", err=True)
+                drive(gen, [record, output] if record else [output])
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
     except KeyboardInterrupt:
         stopped_by = stopped_by or signal.SIGINT
     finally:
-        if writer:
-            writer.close()
+        if record:
+            record.close()
     if stopped_by is not None:
         sys.exit(128 + stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports a killed command
-    if transcript_lost:
+    if record and record.lost:  # said when it happened; the answer was still printed
         sys.exit(1)

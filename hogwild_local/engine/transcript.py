@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -126,6 +127,14 @@ class TranscriptWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_events(path: str | Path, header: dict, events: Iterable[Event]) -> None:
+    """Append a run's events to ``path`` after the run, as a writer during it would have (its own run id,
+    the file locked while written). Raises :class:`TranscriptError` as the writer does."""
+    with TranscriptWriter(path, header) as writer:
+        for event in events:
+            writer.write(event)
 
 
 def _unterminated(fd: int) -> bytes:

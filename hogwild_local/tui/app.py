@@ -28,12 +28,12 @@ from ..engine.events import AnswerEvent, CutEvent, Event, StartEvent, StatsEvent
 from ..engine.layout import WORKER_NAMES, Layout
 from ..engine.prompts import note_text
 from ..engine.thinking import ThinkMode
-from ..engine.transcript import TranscriptError, TranscriptWriter
+from ..engine.transcript import TranscriptError, TranscriptWriter, write_events
 from .answer import AnswerPanel
 from .blocks import BlockTexts
 from .dialogs import Settings, SettingsScreen, TextDialog
 from .panes import HistoryPane, WorkerGrid
-from .runner import Failed, Finished, Loading, ModelCache, Notice, Record, Started, run_generation, write_transcript
+from .runner import Failed, Finished, Loading, ModelCache, Notice, Record, Started, run_generation
 from .status import StatusBar
 from .view_as import ViewAsScreen
 
@@ -386,7 +386,7 @@ class HogwildApp(App[int]):
     def _save(self, path: Path) -> None:
         try:
             path = path.expanduser()
-            write_transcript(self.run_problem, self.events, path)
+            write_events(path, {"problem": self.run_problem}, self.events)
         except TranscriptError as err:  # one line naming the file and why
             self.notify(str(err), severity="error", markup=False)
             return

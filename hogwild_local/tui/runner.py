@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine import EngineError, Generation, RunConfig
+from ..engine import Generation, RunConfig
+from ..engine.driver import TranscriptSink, drive
 from ..engine.events import Event
-from ..models import ModelError, default_model, resolve_model
-from ..native import BackendError, Model
-from ..engine.transcript import TranscriptError, TranscriptWriter
+from ..engine.transcript import TranscriptWriter
+from ..errors import HogwildError
+from ..models import default_model, resolve_model
+from ..native import Model
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,10 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
     ``abandon`` (set when the app must leave now: SIGTERM) does the same without the finisher: the
     generation is not resumed after the event in hand. Any error while loading or running ends the run
     as :class:`Failed` (one line); the app stays up.
-    ``writer`` (``--transcript``) gets every event as it happens, even after the UI has quit; it is closed here.
+    ``writer`` (``--transcript``) gets every event as it happens, even after the UI has quit; it is closed here
+    (a write error is reported once as a :class:`Notice` and the run goes on without it).
     """
+    record = TranscriptSink(writer, on_error=lambda err: inbox.put(Notice(str(err)))) if writer else None
     try:
         inbox.put(Loading(model_spec or default_model().name))
         model = models.get(model_spec)
@@ -103,40 +106,22 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
         # closed when the run ends: the KV cache is freed now; the layout stays readable for the view-as screen
         with Generation(model, problem, config) as generation:
             inbox.put(Started(generation, generation.prompt_text()))
-            for event in generation.events():
-                inbox.put(event)
-                if writer is not None:
-                    writer = _record(writer, event, inbox)
-                if abandon.is_set():
-                    return
+
+            def go_on() -> bool:
                 if cancel.is_set():
                     generation.stop()
+                return not abandon.is_set()
+
+            drive(generation, [inbox.put, record] if record else [inbox.put], go_on)
     except Exception as err:  # e.g. LayoutFull: an engine error ends this run, never the app
         inbox.put(Failed(one_line(err)))
     finally:
-        if writer is not None:
-            writer.close()
+        if record is not None:
+            record.close()
         inbox.put(Finished())
 
 
 def one_line(err: Exception) -> str:
     """The error as one line: our own errors are written for the user; any other also gets its type."""
-    text = str(err) if isinstance(err, (ModelError, EngineError, BackendError)) else f"{type(err).__name__}: {err}"
+    text = str(err) if isinstance(err, HogwildError) else f"{type(err).__name__}: {err}"
     return text.strip().split("\n", 1)[0]
-
-
-def _record(writer: TranscriptWriter, event: Event, inbox: queue.SimpleQueue) -> TranscriptWriter | None:
-    """Write one event to the transcript; on a write error, report it once and stop writing (the run goes on)."""
-    try:
-        writer.write(event)
-    except TranscriptError as err:  # its message names the file; the writer has closed itself
-        inbox.put(Notice(str(err)))
-        return None
-    return writer
-
-
-def write_transcript(problem: str, events: Iterable[Event], path: Path) -> None:
-    """Append a run's events to ``path`` as ``--transcript`` does (its own run id, the file locked while written)."""
-    with TranscriptWriter(path, {"problem": problem}) as writer:
-        for event in events:
-            writer.write(event)
