@@ -510,3 +510,25 @@ def test_viewers_match_views(kind, n_workers):
     for b in layout.blocks:
         seen_by = {w for w in range(n_workers) if any(v is b for v in layout.visible_blocks(w))}
         assert set(layout.viewers(b)) == seen_by, f"{block_name(b)}: viewers {layout.viewers(b)}, seen by {seen_by}"
+
+
+def test_snapshot_is_an_equal_copy_the_engine_cannot_change():
+    """The TUI reads a snapshot on the UI thread while the engine goes on: same blocks, views and history at
+    the time it was taken, unchanged by anything the original does afterwards."""
+    layout = Layout(LayoutKind.COMBINED, 3, capacity=64, header_lengths=(2, 1, 2), finisher_capacity=4)
+    layout.append_prompt(5)
+    for w in range(3):
+        layout.append(w, 3 + w)
+    layout.finish_step(1)
+    copy = layout.snapshot()
+    before = snapshot(copy)
+    assert before == snapshot(layout)
+    assert [copy.deltas(w) for w in range(3)] == [layout.deltas(w) for w in range(3)]
+    assert copy.steps[2] is copy.blocks[copy.steps[2].id] and copy.common is copy.blocks[0]
+
+    layout.append(0, 4)
+    layout.finish_step(0)
+    layout.cut_step(2, 1)
+    layout.append_note(2)
+    assert snapshot(copy) == before
+    assert snapshot(layout) != before

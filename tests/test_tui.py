@@ -293,7 +293,7 @@ def test_hint_that_does_not_fit_is_refused_and_the_run_ends_with_an_answer() -> 
             await wait_until(pilot, lambda: app.stats is not None and app.stats.pass_ >= 2, "a few passes")
             await pilot.press("p")
             await pilot.pause(0.3)  # the pass under way ends: the layout holds still
-            layout = app.generation.layout
+            layout = app.layout
             common_room = layout.common.capacity - layout.common.length
             assert note_tokens(app, LONG_HINT) > common_room  # the LayoutFull
             # fits the common block and the cache, but leaves 5 cells: the finisher's prompt would not fit
@@ -377,8 +377,7 @@ def test_new_run_resets_the_history_title() -> None:
     async def session() -> None:
         async with app.run_test(size=(100, 32)) as pilot:
             history = app.query_one(HistoryPane)
-            await wait_until(pilot, lambda: app.generation is not None and app.generation.layout is not None,
-                             "the run")
+            await wait_until(pilot, lambda: app.layout is not None, "the run")
             await pilot.press("i")
             app.screen.query_one(Input).value = "Half of 48 is 24."
             await pilot.press("enter")

@@ -1,4 +1,4 @@
-"""Terminal output of `hogwild run`: worker text a line at a time, labelled in colour, and the thinking note."""
+"""Terminal output of `hogwild run`: worker text a line at a time, labelled in the TUI's colours, and the thinking note."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import sys
 import click
 
 from ..engine.events import END_REASONS, Event, to_dict
-from ..engine.layout import WORKER_NAMES
 from ..engine.thinking import SIGN_TEXT, Sign
-
-COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta")
+from ..tui.theme import color_of
 
 
 class Printer:
@@ -23,9 +21,8 @@ class Printer:
 
     def label(self, name: str) -> str:
         """``name`` right-aligned with a bar after it, in the worker's colour when colour is on."""
-        index = WORKER_NAMES.index(name) if name in WORKER_NAMES else len(COLOURS) - 1
         text = f"{name:>6} | "
-        return click.style(text, fg=COLOURS[index % len(COLOURS)], bold=True) if self.colour else text
+        return click.style(text, fg=_rgb(color_of(name)), bold=True) if self.colour else text
 
     def token(self, worker: str, text: str) -> None:
         """Add ``text`` to the worker's line; print every line it completes."""
@@ -52,6 +49,11 @@ class Printer:
             if self.buffers.get(name, "").strip():
                 click.echo(self.label(name) + self.buffers[name])
             self.buffers[name] = ""
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    """"#4aa8ff" -> (74, 168, 255): the TUI's colours, in 24-bit colour on the terminal as well."""
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
 class TextSink:

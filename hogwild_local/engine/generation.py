@@ -121,6 +121,11 @@ class Generation:
         """Continue after pause()."""
         self._running.set()
 
+    @property
+    def paused(self) -> bool:
+        """pause() was called and resume() not yet (the pass under way, if any, still ends)."""
+        return not self._running.is_set()
+
     def add_note(self, text: str) -> None:
         """A note from the user, entered into the shared history (as a step of "User") before the next pass."""
         with self._lock:

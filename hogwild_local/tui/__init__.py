@@ -1,5 +1,5 @@
-"""The terminal UI of hogwild-local (``hogwild tui``): live worker panes, history, hints, view-as."""
+"""The terminal UI of hogwild-local (``hogwild tui``): live worker panes, history, hints, view-as.
 
-from .app import HogwildApp, run_tui
-
-__all__ = ["HogwildApp", "run_tui"]
+``tui.app`` holds the app (it imports textual); ``tui.theme`` holds the worker colours, which the plain
+``hogwild run`` output shares without loading textual.
+"""

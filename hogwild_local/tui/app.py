@@ -33,7 +33,8 @@ from .answer import AnswerPanel
 from .blocks import BlockTexts
 from .dialogs import Settings, SettingsScreen, TextDialog
 from .panes import HistoryPane, WorkerGrid
-from .runner import Failed, Finished, Loading, ModelCache, Notice, Record, Started, run_generation
+from .hints import refusal
+from .runner import Failed, Finished, LayoutChanged, Loading, ModelCache, Notice, Record, Started, run_generation
 from .status import StatusBar
 from .view_as import ViewAsScreen
 
@@ -44,9 +45,6 @@ SAMPLE_PROBLEM = (
 TICK_S = 1 / 25  # how often the queue is drained into the widgets
 MAX_RECORDS_PER_TICK = 5000  # keeps one tick short even after a burst
 ACTIVE_PHASES = ("loading", "running", "paused", "stopping")
-# per worker: what the pass under way may still write before a hint is applied (a step header and the
-# self-check question), so a hint checked against the layout a moment ago still fits when it is written
-PASS_MARGIN_TOKENS = 32
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -83,6 +81,7 @@ class HogwildApp(App[int]):
         self.run_problem = problem or ""  # the problem of the current run (n may change self.problem meanwhile)
         self.events: list[Event] = []  # everything received in the current run (the transcript)
         self.generation: Generation | None = None
+        self.layout: Layout | None = None  # the latest copy the engine thread sent (LayoutChanged)
         self.texts: BlockTexts | None = None
         self.run_config = config  # the configuration of the current run (settings apply to the next)
         self.cancel = threading.Event()
@@ -125,7 +124,8 @@ class HogwildApp(App[int]):
             self.start_after_run = True
             return
         cfg, self.run_config, self.run_problem = self.config, self.config, self.problem
-        self.events, self.generation, self.texts, self.stats, self.queued_hints = [], None, None, None, []
+        self.events, self.generation, self.layout, self.texts = [], None, None, None
+        self.stats, self.queued_hints = None, []
         self.cancel, self.abandon, self.run_done = threading.Event(), threading.Event(), threading.Event()
         await self.query_one(WorkerGrid).set_workers(list(WORKER_NAMES[:cfg.n_workers]))
         await self.query_one(HistoryPane).clear(self.problem)
@@ -175,10 +175,7 @@ class HogwildApp(App[int]):
             return
         self.shown_stats = self.stats
         self.query_one(StatusBar).show_stats(self.stats)
-        panes = self.query_one(WorkerGrid).panes
-        for name, rate in self.stats.worker_tokens_per_s.items():
-            if name in panes:
-                panes[name].set_rate(rate)
+        self.query_one(WorkerGrid).set_rates(self.stats.worker_tokens_per_s)
 
     def handle(self, record: Record) -> None:
         """Account for one record of the inference thread (widgets that re-render per tick are flushed later)."""
@@ -198,6 +195,11 @@ class HogwildApp(App[int]):
             self.phase = "failed"
         elif isinstance(record, Notice):
             self.notify(record.message, severity="warning", markup=False)
+        elif isinstance(record, LayoutChanged):
+            first = self.layout is None
+            self.layout = record.layout
+            if first:
+                self.refresh_bindings()  # view-as applies from now on
         elif isinstance(record, Finished):
             self._end_run()
         else:
@@ -208,13 +210,9 @@ class HogwildApp(App[int]):
 
     def _show_event(self, event: Event) -> None:
         if isinstance(event, TokenEvent):
-            pane = self.query_one(WorkerGrid).panes.get(event.worker)
-            if pane is not None:
-                pane.add(event.text, event.forced)
+            self.query_one(WorkerGrid).add(event.worker, event.text, event.forced)
         elif isinstance(event, CutEvent):
-            pane = self.query_one(WorkerGrid).panes.get(event.worker)
-            if pane is not None:
-                pane.cut(event.text)
+            self.query_one(WorkerGrid).cut(event.worker, event.text)
         elif isinstance(event, StepEvent):
             if event.worker == "User" and self.queued_hints:
                 self.queued_hints.pop(0)  # in the layout now: no longer counted twice
@@ -278,7 +276,7 @@ class HogwildApp(App[int]):
         if action == "hint":
             return True if self.phase in ("running", "paused") else None
         if action == "view_as":
-            return True if self.generation is not None and self.generation.layout is not None else None
+            return True if self.layout is not None else None
         if action == "save":
             return True if self.events else None
         return True
@@ -334,16 +332,7 @@ class HogwildApp(App[int]):
         """Why the hint cannot join the history now (one line), or None if it fits."""
         if self.phase not in ("running", "paused") or self.generation is None:
             return "no run takes hints now: it has ended or is ending"
-        layout = self.generation.layout
-        if layout is None:
-            return "the run is still starting: try again in a moment"
-        tokens, room = self._hint_tokens(text), free_room(layout, self.run_config.n_ctx) - sum(self.queued_hints)
-        if tokens <= room:
-            return None
-        if room <= 0:
-            return "no hint fits: the context is full (a larger --ctx leaves room for hints)"
-        return (f"the hint does not fit: it takes {tokens} tokens and {room} fit in the free context now"
-                f" (about {room * len(text) // tokens} characters)")
+        return refusal(self.layout, self.run_config.n_ctx, sum(self.queued_hints), self._hint_tokens(text), len(text))
 
     def _hint_tokens(self, text: str) -> int:
         """Tokens the hint takes in the cache, written as the engine writes a note."""
@@ -359,10 +348,10 @@ class HogwildApp(App[int]):
 
     def action_view_as(self) -> None:
         """Show exactly what a worker attends to, block by block."""
-        if self.generation is None or self.generation.layout is None or self.texts is None:
+        if self.layout is None or self.texts is None:
             self.notify("nothing to show yet: the run has not started", severity="warning")
             return
-        self.push_screen(ViewAsScreen(self.generation.layout, self.texts))
+        self.push_screen(ViewAsScreen(lambda: self.layout, self.texts))
 
     def action_settings(self) -> None:
         """Edit the model and run settings (they apply to the next run)."""
@@ -408,13 +397,6 @@ class HogwildApp(App[int]):
         think = "" if cfg.think == ThinkMode.AUTO else f" · thinking {cfg.think}"
         return (f"{model or self.model_spec or 'default model'} · {cfg.n_workers} workers · {layout}"
                 f" · budget {cfg.budget} · T {cfg.sampling.temperature:g}{think}")
-
-
-def free_room(layout: Layout, n_ctx: int) -> int:
-    """Tokens a hint may take now: it must fit the common block, and the cache must keep the finisher's cells
-    (the engine checks that room before every pass, not before writing a hint)."""
-    in_cache = n_ctx - layout.live_cells() - layout.finisher.capacity - PASS_MARGIN_TOKENS * layout.n_workers
-    return min(layout.common.capacity - layout.common.length, in_cache)
 
 
 def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, transcript: Path | None, *,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from rich.text import Text
 from textual.containers import Container, VerticalScroll
 from textual.widget import Widget
@@ -114,6 +113,22 @@ class WorkerGrid(Container):
         columns = max(1, min(n, width // MIN_PANE_WIDTH))
         rows = -(-n // columns)
         self.styles.grid_size_columns = -(-n // rows)
+
+    def add(self, worker: str, text: str, forced: bool) -> None:
+        """Text a worker wrote (see :meth:`WorkerPane.add`); a worker without a pane is ignored."""
+        if worker in self.panes:
+            self.panes[worker].add(text, forced)
+
+    def cut(self, worker: str, text: str) -> None:
+        """The engine cut a worker's step to ``text`` (see :meth:`WorkerPane.cut`)."""
+        if worker in self.panes:
+            self.panes[worker].cut(text)
+
+    def set_rates(self, rates: dict[str, float]) -> None:
+        """Each worker's tokens/s under its pane."""
+        for worker, rate in rates.items():
+            if worker in self.panes:
+                self.panes[worker].set_rate(rate)
 
     def flush(self) -> None:
         """Render what every pane received since the last tick."""

@@ -1,7 +1,8 @@
 """The part of the TUI that runs off the UI thread: load the model, run one generation, report in order.
 
 Everything the run produces goes into one queue, in order: lifecycle records (:class:`Loading`,
-:class:`Started`, :class:`Failed`, :class:`Notice`, :class:`Finished`) and the engine's events. The app drains the
+:class:`Started`, :class:`Failed`, :class:`Notice`, :class:`Finished`), copies of the layout
+(:class:`LayoutChanged`) and the engine's events. The app drains the
 queue on a timer, so a fast model never floods the UI with one message per token.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Generation, RunConfig
 from ..engine.driver import TranscriptSink, drive
 from ..engine.events import Event
+from ..engine.layout import Layout
 from ..engine.transcript import TranscriptWriter
 from ..errors import HogwildError
 from ..models import default_model, resolve_model
@@ -30,7 +33,8 @@ class Loading:
 
 @dataclass(frozen=True)
 class Started:
-    """The model is loaded and the generation exists: its controls and layout can be used from now on."""
+    """The model is loaded and the generation exists: its controls can be used from now on (its layout comes
+    as :class:`LayoutChanged` copies)."""
 
     generation: Generation
     prompt: str  # the full prompt text (chat template applied), the start of the common block
@@ -51,11 +55,21 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class LayoutChanged:
+    """A copy of the run's layout, taken on the engine thread between two events (the engine's own changes
+    while it runs, so the UI thread never reads that one)."""
+
+    layout: Layout
+
+
+@dataclass(frozen=True)
 class Finished:
     """The run is over (after an answer, a failure, or a cancel during loading)."""
 
 
-Record = Loading | Started | Failed | Notice | Finished | Event
+Record = Loading | Started | Failed | Notice | LayoutChanged | Finished | Event
+
+LAYOUT_EVERY_S = 0.1  # at most this often after a pass, a new LayoutChanged (a deep copy: not every pass)
 
 
 class ModelCache:
@@ -82,6 +96,23 @@ class ModelCache:
         if self.model is not None:
             self.model.close()
             self.model, self.path = None, None
+
+
+class LayoutSink:
+    """Puts a :class:`LayoutChanged` into the inbox at the start, after a pass at most every ``LAYOUT_EVERY_S``
+    (and after the pass that ends where a pause holds the run, so the paused screen shows it), when a note
+    joined the history, and at the end."""
+
+    def __init__(self, inbox: queue.SimpleQueue, generation: Generation) -> None:
+        self.inbox, self.generation = inbox, generation
+        self._last = float("-inf")
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        if (event.type in ("start", "answer") or (event.type == "step" and event.worker == "User")
+                or (event.type == "stats" and (now - self._last >= LAYOUT_EVERY_S or self.generation.paused))):
+            self._last = now
+            self.inbox.put(LayoutChanged(self.generation.layout.snapshot()))
 
 
 def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str | None, problem: str,
@@ -112,7 +143,8 @@ def run_generation(inbox: queue.SimpleQueue, models: ModelCache, model_spec: str
                     generation.stop()
                 return not abandon.is_set()
 
-            drive(generation, [inbox.put, record] if record else [inbox.put], go_on)
+            sinks = [inbox.put, LayoutSink(inbox, generation), *([record] if record else [])]
+            drive(generation, sinks, go_on)
     except Exception as err:  # e.g. LayoutFull: an engine error ends this run, never the app
         inbox.put(Failed(one_line(err)))
     finally:

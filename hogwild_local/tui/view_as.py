@@ -1,12 +1,14 @@
 """The "view as worker" screen: the blocks one worker attends to, in its own token order.
 
 For each span of ``layout.view(worker)`` it shows the block's name, its canonical range in the cache,
-where the worker sees it (view range), and the block's text. The layout is read live from the running
-engine; the texts come from the events the UI has received (at most one UI tick behind).
+where the worker sees it (view range), and the block's text. The layout is the app's latest copy from
+the engine thread (``get_layout``, read again at each refresh); the texts come from the events the UI has
+received. Both are at most a moment behind the engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,7 +19,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from ..engine.layout import WORKER_NAMES, Layout
-
 from .blocks import BlockRow, BlockTexts
 from .theme import PROBLEM_COLOR, color_of
 
@@ -38,9 +39,9 @@ class ViewAsScreen(Screen):
         Binding("escape,v", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, layout: Layout, texts: BlockTexts, worker: int = 0) -> None:
+    def __init__(self, get_layout: Callable[[], Layout], texts: BlockTexts, worker: int = 0) -> None:
         super().__init__()
-        self.cache_layout, self.texts, self.worker = layout, texts, worker
+        self.get_layout, self.texts, self.worker = get_layout, texts, worker
         self.rows: list[BlockRow] = []
 
     def compose(self) -> ComposeResult:
@@ -54,14 +55,14 @@ class ViewAsScreen(Screen):
 
     async def action_cycle(self, step: int) -> None:
         """Show the previous (-1) or next (+1) worker's view, from its end (the worker's own step)."""
-        self.worker = (self.worker + step) % self.cache_layout.n_workers
+        self.worker = (self.worker + step) % self.get_layout().n_workers
         await self.show_view()
         blocks = self.query_one("#blocks", VerticalScroll)
         blocks.call_after_refresh(blocks.scroll_end, animate=False)
 
     async def show_view(self) -> None:
         """Read the worker's view again and show it (updating in place keeps the scroll position)."""
-        self.rows = self.texts.rows(self.cache_layout, self.worker)
+        self.rows = self.texts.rows(self.get_layout(), self.worker)
         name = WORKER_NAMES[self.worker]
         total = sum(len(row.view) for row in self.rows)
         self.query_one("#view-title", Label).update(Text.assemble(
