@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hogwild_local.native import Model  # noqa: E402
 from hogwild_local.engine.layout import LayoutKind  # noqa: E402
+from hogwild_local.native import Model  # noqa: E402
 from lockstep import run_lockstep  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
 

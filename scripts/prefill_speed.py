@@ -47,7 +47,8 @@ def measure(model: Model, prompt_tokens: int, batch: int, passes: int, reps: int
                             for s in everyone])
                 ctx.logits(0)
             decode.append((time.perf_counter() - start) / passes)
-    return {"batch": batch, "prompt_tok_s": round(prompt_tokens / min(prefill), 1), "pass_ms": round(1000 * min(decode), 2)}
+    return {"batch": batch, "prompt_tok_s": round(prompt_tokens / min(prefill), 1),
+            "pass_ms": round(1000 * min(decode), 2)}
 
 if __name__ == "__main__":
     main()

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hogwild_local.native import Model, SamplingParams, Token  # noqa: E402
 from hogwild_local.engine import Generation, RunConfig  # noqa: E402
 from hogwild_local.models import resolve_model  # noqa: E402
+from hogwild_local.native import Model, SamplingParams, Token  # noqa: E402
 from trace_replay import TraceReplay  # noqa: E402
 
 PROBLEM = ("A school orders 14 boxes of pencils with 36 pencils in each box. It gives 8 pencils to each of "

@@ -24,9 +24,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from hogwild_local.native import BackendError, Model, SamplingParams
 from hogwild_local.engine import EngineError, Generation, RunConfig
 from hogwild_local.models import ModelError, resolve_model
+from hogwild_local.native import BackendError, Model, SamplingParams
 
 PROMPT = "Write a long story about a lighthouse."
 

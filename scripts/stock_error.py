@@ -15,6 +15,7 @@ from hogwild_local.native import Model, Token  # noqa: E402
 from reference import ReferenceModel, sequential_tokens  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
 from where import GPU_LAYERS  # noqa: E402
+
 tokens = [int(t) for t in np.random.default_rng(0).integers(0, 64, 25)]
 with tempfile.TemporaryDirectory() as tmp:
     for arch in ("llama", "qwen2"):
@@ -30,5 +31,5 @@ with tempfile.TemporaryDirectory() as tmp:
                     for i in range(20, 25):
                         ctx.decode([Token(tokens[i], i, (0,), True)])
                         got.append(ctx.logits(0))
-                err = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+                err = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
                 print(f"stock llama.cpp vs numpy: {arch} {cache_type}: max abs error {err:.3g}")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hogwild_local.native import Model, Token, clear_log, recent_log
 from hogwild_local.engine import enable_views, sync_views
 from hogwild_local.engine.layout import Layout, LayoutKind
+from hogwild_local.native import Model, Token, clear_log, recent_log
 from reference import ReferenceModel, RefToken
 from tiny_gguf import TinyModel
 
@@ -103,8 +103,8 @@ def run_lockstep(spec: TinyModel, model: Model, cache_type: str, kind: LayoutKin
             ctx.decode(tokens)
             attention.update(attention_paths())
             got = [ctx.logits(i) for i, t in enumerate(tokens) if t.logits]
-            want = [row for row, t in zip(mirror.forward(tokens), tokens) if t.logits]
-            for g, e in zip(got, want):
+            want = [row for row, t in zip(mirror.forward(tokens), tokens, strict=True) if t.logits]
+            for g, e in zip(got, want, strict=True):
                 worst = max(worst, float(np.abs(g - e).max()))
 
         prompt = [rng.randrange(spec.n_vocab) for _ in range(10)]
@@ -164,4 +164,4 @@ def block_table_changes(spec: TinyModel, model: Model, cache_type: str) -> list[
         ctx.hogwild_enable(0)  # stock again: every key back at its canonical position
         run([Token(tail[4], far + 4, (0,), True)])
     assert len(got) == len(expected)
-    return [float(np.abs(g - e).max()) for g, e in zip(got, expected)]
+    return [float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True)]

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
+from hogwild_local.engine.layout import LayoutKind
 from hogwild_local.native import BackendError, Context, Model, Token, recent_log
 from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
-from hogwild_local.engine.layout import LayoutKind
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
@@ -68,7 +68,7 @@ def test_zero_offsets_bit_identical_to_stock(tiny, cache_type):
             return out + decode_logits(ctx, step)
 
     stock, zero = run(False), run(True)
-    for a, b in zip(stock, zero):
+    for a, b in zip(stock, zero, strict=True):
         assert np.array_equal(a, b)
 
 
@@ -101,7 +101,7 @@ def test_shifted_block_matches_kshift_and_reference(tiny, cache_type):
     ref.forward(cache, sequential_tokens(prompt))
     expected = ref.forward(cache, sequential_tokens(tail, start_cell=len(prompt), start_pos=len(prompt),
                                                      prior={c: c for c in range(len(prompt))}))
-    err = max(float(np.abs(got - want).max()) for got, want in zip(view, expected))
+    err = max(float(np.abs(got - want).max()) for got, want in zip(view, expected, strict=True))
     print(f"\nmax abs error: shifted block {spec.arch} {cache_type}: {err:.3g}")
     assert err <= TOLERANCE[cache_type]
     # the K-shifted stock cache and the reference agree on the next token too
@@ -131,7 +131,8 @@ def test_keys_follow_block_table_changes(tiny, cache_type):
 ATTENTION_PATHS = {("graph", "f32"): {"query-copy"}, ("graph", "f16"): {"query-copy"},
                    ("flash", "f32"): {"query-copy"}, ("flash", "f16"): {"flash"},
                    ("no-room", "f32"): {"query-copy"}, ("no-room", "f16"): {"flash", "query-copy"},
-                   ("graph", "bf16"): {"query-copy"}, ("flash", "bf16"): {"flash"}, ("no-room", "bf16"): {"flash", "query-copy"}}
+                   ("graph", "bf16"): {"query-copy"}, ("flash", "bf16"): {"flash"},
+                   ("no-room", "bf16"): {"flash", "query-copy"}}
 
 
 @pytest.mark.parametrize("attention", ["graph", "flash", "no-room"])
@@ -225,7 +226,8 @@ def test_error_codes(tiny):
 
 def test_quantized_v_cache_is_unsupported(tmp_path):
     spec = write_tiny_model(tmp_path / "wide.gguf", "llama", n_embd=256, n_head=4, n_head_kv=2)  # head dim 64
-    with Model(spec.path, n_gpu_layers=GPU_LAYERS) as model, model.context(n_ctx=256, n_seq=2, cache_type="q8_0", flash_attn=True, n_threads=2) as ctx:
+    with (Model(spec.path, n_gpu_layers=GPU_LAYERS) as model,
+          model.context(n_ctx=256, n_seq=2, cache_type="q8_0", flash_attn=True, n_threads=2) as ctx):
         with pytest.raises(BackendError, match="unsupported"):
             ctx.hogwild_enable(2)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hogwild_local.cli.build_backend import build_backend_command
 from hogwild_local.native import build as bb
 from hogwild_local.native import install
 from hogwild_local.native.errors import BuildError
 from hogwild_local.native.library import build_status
-from hogwild_local.cli.build_backend import build_backend_command
 
 KV_CACHE = "src/llama-kv-cache.cpp"
 KV_LINES = [f"int line_{n} = {n};\n" for n in range(1, 31)]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hogwild_local.engine import prompts
-from hogwild_local.native import Model, Sampler, SamplingParams, Token, clear_log
-from hogwild_local.engine import EngineError, Generation, RunConfig, spare_cells
+from hogwild_local.engine import EngineError, Generation, RunConfig, prompts, spare_cells
 from hogwild_local.engine.events import StepEvent
 from hogwild_local.models import resolve_model
+from hogwild_local.native import Model, Sampler, SamplingParams, Token, clear_log
 from lockstep import attention_paths
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
@@ -277,7 +276,7 @@ def test_dry_reads_what_the_worker_sees(smollm2, monkeypatch):
                 key, tokens = given[-1]
                 assert owners.setdefault(key, event.worker) == event.worker  # one sampler per worker
                 other = "Bob" if event.worker == "Alice" else "Alice"
-                written = lambda name: "".join(t for p, t in steps[name] if p < event.pass_)  # noqa: E731
+                written = lambda name, before=event.pass_: "".join(t for p, t in steps[name] if p < before)  # noqa: E731
                 text = b"".join(smollm2.token_bytes(t) for t in tokens).decode("utf-8", "replace")
                 assert text == history + written(other) + written(event.worker)
                 checked += 1

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hogwild_local.native import BackendError, Model, Token
 from hogwild_local.engine import EngineError, check_model
 from hogwild_local.engine.layout import LayoutKind
+from hogwild_local.native import BackendError, Model, Token
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, sequential_tokens
 from tiny_gguf import FAMILIES, REFUSED, TinyModel, write_refused_model, write_tiny_model
@@ -75,9 +75,9 @@ def test_stock_llama_cpp_matches_the_reference(family: Family, n_ctx: int) -> No
             got += [ctx.logits(i) for i in range(n)]
             batch = sequential_tokens(toks[start:start + n], start_cell=start, start_pos=start,
                                       prior={c: c for c in range(start)})
-            for ref, cache, rows in zip(refs, caches, want):
+            for ref, cache, rows in zip(refs, caches, want, strict=True):
                 rows += list(ref.forward(cache, batch))
-    err, blind = (max(float(np.abs(g - w).max()) for g, w in zip(got, rows)) for rows in want)
+    err, blind = (max(float(np.abs(g - w).max()) for g, w in zip(got, rows, strict=True)) for rows in want)
     print(f"\nmax abs error: stock {name} n_ctx={n_ctx}: {err:.3g} (blind reference: {blind:.3g})")
     assert err <= TOLERANCE["f32"]
     if spec.family.scaling or spec.family.qk_norm or spec.n_rot < spec.head_dim:

@@ -12,6 +12,7 @@ Two parts:
 from __future__ import annotations
 
 import copy
+import itertools
 import textwrap
 from dataclasses import dataclass, field
 
@@ -266,7 +267,7 @@ def check(layout: Layout, model: CacheModel) -> None:
 
     # 3. canonical ranges are disjoint; every live cell lies in exactly one block, in its filled part
     ranges = sorted((b.start, b.start + b.capacity) for b in blocks)
-    for (_, e0), (s1, _) in zip(ranges, ranges[1:]):
+    for (_, e0), (s1, _) in itertools.pairwise(ranges):
         assert e0 <= s1, f"overlapping block ranges {ranges}"
     assert layout.block_ranges() == [(b.id, b.start, b.start + b.capacity) for b in blocks[1:]]
     # (ranges are disjoint, so "in exactly one block" == the filled parts hold every cell and nothing else)
@@ -289,7 +290,7 @@ def check(layout: Layout, model: CacheModel) -> None:
     # 4. history == completion order, consecutive ranges after the prompt, cells in the order written
     assert [(e.worker, e.length) for e in layout.history] == [(a, len(c)) for a, c in model.history]
     pos = model.prompt
-    for entry, (_, cells) in zip(layout.history, model.history):
+    for entry, (_, cells) in zip(layout.history, model.history, strict=True):
         assert entry.start == pos
         assert [model.cells[p] for p in range(entry.start, entry.start + entry.length)] == cells
         pos += entry.length
@@ -432,7 +433,7 @@ def run_schedule(s: Schedule) -> int:
             for w, n in op[1]:
                 step = layout.steps[w]
                 old_end = step.start + len(model.steps[w])
-                got = expect_full(layout, lambda: layout.append(w, n), len(model.steps[w]) + n > s.capacity)
+                got = expect_full(layout, lambda w=w, n=n: layout.append(w, n), len(model.steps[w]) + n > s.capacity)
                 if got is LayoutFull:
                     fulls += 1
                 else:
@@ -444,7 +445,7 @@ def run_schedule(s: Schedule) -> int:
             step, cells = layout.steps[w], model.steps[w]
             moves = s.kind not in NO_MOVES and len(cells) > 0
             old_common = model.common_length
-            got = expect_full(layout, lambda: layout.finish_step(w), moves and old_common + len(cells) > s.capacity)
+            got = expect_full(layout, lambda w=w: layout.finish_step(w), moves and old_common + len(cells) > s.capacity)
             if got is LayoutFull:
                 fulls += 1
             elif not moves:
@@ -461,7 +462,7 @@ def run_schedule(s: Schedule) -> int:
         else:
             n = op[1]
             old_common = model.common_length
-            got = expect_full(layout, lambda: layout.append_note(n), old_common + n > s.capacity)
+            got = expect_full(layout, lambda n=n: layout.append_note(n), old_common + n > s.capacity)
             if got is LayoutFull:
                 fulls += 1
             else:
@@ -499,7 +500,8 @@ def test_small_capacity_does_overflow():
 # viewers() against the views: who holds a block's cells in its cache sequence should be exactly who sees it
 
 
-@pytest.mark.parametrize("kind, n_workers", [(STEPWISE, 2), (COMBINED, 1), (CONTIGUOUS, 1), (COMBINED, 3), ("independent", 3)])
+@pytest.mark.parametrize("kind, n_workers",
+                         [(STEPWISE, 2), (COMBINED, 1), (CONTIGUOUS, 1), (COMBINED, 3), ("independent", 3)])
 def test_viewers_match_views(kind, n_workers):
     layout = Layout(kind, n_workers, capacity=10, header_lengths=(2, 1, 2))
     layout.append_prompt(8)

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from hogwild_local.cli.build_backend import build_backend_command
 from hogwild_local.native import build as bb
 from hogwild_local.native import install, selftest, verdict
-from hogwild_local.cli.build_backend import build_backend_command
 from hogwild_local.native.synthetic import write_synthetic_model
 
 HOGWILD = [sys.executable, "-m", "hogwild_local"]

@@ -38,7 +38,7 @@ class LlamaRunner:
         self.ctx.decode(items)
         return {i: self.ctx.logits(i) for i, t in enumerate(items) if t.logits}
 
-    def __enter__(self) -> "LlamaRunner":
+    def __enter__(self) -> LlamaRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from hogwild_local.engine.events import StatsEvent, StepEvent, TokenEvent
-from hogwild_local.models import resolve_model
 from hogwild_local.engine.transcript import TranscriptError, TranscriptWriter, read_events, render_markdown, split_runs
+from hogwild_local.models import resolve_model
 
 HOGWILD = [sys.executable, "-m", "hogwild_local"]
 

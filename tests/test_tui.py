@@ -26,11 +26,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select
 
-from hogwild_local.native import SamplingParams
 from hogwild_local.engine import RunConfig
 from hogwild_local.engine.events import END_REASONS as REASONS
 from hogwild_local.engine.events import AnswerEvent, CutEvent, StepEvent, TokenEvent
 from hogwild_local.engine.layout import LayoutKind
+from hogwild_local.native import SamplingParams
 from hogwild_local.tui.answer import AnswerPanel
 from hogwild_local.tui.app import SAMPLE_PROBLEM, HogwildApp
 from hogwild_local.tui.blocks import BlockTexts

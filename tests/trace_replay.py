@@ -45,7 +45,7 @@ class TraceReplay:
         for i, t in enumerate(batch):
             seq = t.seq_ids[0]
             row = deltas.get(seq)  # no offsets sent yet: all zero
-            view = lambda p: p + (row[self._block_of(p)] if row else 0)  # noqa: E731
+            view = lambda p, row=row: p + (row[self._block_of(p)] if row else 0)  # noqa: E731
             own = view(t.pos)
             visible = {c: view(p) for c, (p, seqs) in self.cells.items() if seq in seqs and view(p) <= own}
             seen.append(RefToken(t.token, start + i, own, visible))

@@ -22,11 +22,11 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
     Example:  hogwild doctor -m smollm2-135m
     """
     from ..engine import EngineError, check_model
+    from ..engine.thinking import for_model
     from ..models import ModelError, resolve_model
     from ..native import BackendError, Model
     from ..native.library import build_status, library_info
     from ..native.verdict import failure_message, installed_verdict
-    from ..engine.thinking import for_model
 
     tested = installed_verdict(refresh=True)  # in a child process: a library that crashes cannot take doctor along
     report: dict = {"self_test": None if tested is None else {"fingerprint": tested[0], **asdict(tested[1])}}

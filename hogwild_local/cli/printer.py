@@ -1,4 +1,4 @@
-"""Terminal output of `hogwild run`: worker text a line at a time, labelled in the TUI's colours, and the thinking note."""
+"""Terminal output of `hogwild run`: worker text a line at a time, labelled in the TUI's colours; the thinking note."""
 
 from __future__ import annotations
 

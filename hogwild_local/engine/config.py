@@ -107,7 +107,8 @@ def check_model(model: Model) -> None:
     if info.is_recurrent or info.is_hybrid:
         raise EngineError(f"{info.architecture}: recurrent or hybrid memory cannot share a KV cache between workers")
     if info.rope_type in UNSUPPORTED_ROPE:
-        raise EngineError(f"{info.architecture}: {UNSUPPORTED_ROPE[info.rope_type]} is not supported (needs plain RoPE)")
+        raise EngineError(f"{info.architecture}: {UNSUPPORTED_ROPE[info.rope_type]} is not supported "
+                          "(needs plain RoPE)")
     if info.n_swa > 0:
         raise EngineError(f"{info.architecture}: sliding-window attention is not supported yet")
     if info.kv_lora_rank > 0:

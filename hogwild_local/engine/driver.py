@@ -44,7 +44,8 @@ class TranscriptSink:
             self.writer.close()
 
 
-def drive(generation: Generation, sinks: Sequence[Sink], go_on: Callable[[], bool] = lambda: True) -> AnswerEvent | None:
+def drive(generation: Generation, sinks: Sequence[Sink],
+          go_on: Callable[[], bool] = lambda: True) -> AnswerEvent | None:
     """Run ``generation`` to its end, giving each event to every sink in order; return its AnswerEvent.
 
     ``go_on`` is asked after each event: False abandons the run there (no finisher; None is returned).

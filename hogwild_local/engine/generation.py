@@ -170,7 +170,8 @@ class Generation:
         # the finisher's prompt depends on the thinking block at the end (see _finish): room for the longer one
         finisher_room = max(len(model.tokenize(prompts.finisher(s))) for s in (False, True)) + cfg.finisher_tokens
         if len(prompt) + sum(map(len, headers)) * cfg.n_workers + finisher_room + 8 * cfg.n_workers > cfg.n_ctx:
-            raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); use a larger --ctx")
+            raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); "
+                              "use a larger --ctx")
         return prompt, headers, finisher_room
 
     def _open_cache(self, headers: list[list[int]], finisher_room: int) -> None:
@@ -200,7 +201,7 @@ class Generation:
         layout, n = self.layout, self.config.n_workers
         self._write(prompt, layout.append_prompt(len(prompt)), tuple(range(n)), prefill=True)
         for block, text in zip([layout.others_header, *layout.markers, layout.own_header],
-                               [headers[0], *[headers[1]] * n, headers[2]]):
+                               [headers[0], *[headers[1]] * n, headers[2]], strict=True):
             if layout.viewers(block):
                 layout.mark_filled(block)
                 self._sync_views()
@@ -234,7 +235,7 @@ class Generation:
         layout, batch, last_index = self.layout, [], {}
         for w in active:  # a step block is as large as the cache: the gate's check leaves it room
             viewers = layout.viewers(layout.steps[w.index])
-            for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)))):
+            for i, (tok, pos) in enumerate(zip(w.pending, layout.append(w.index, len(w.pending)), strict=True)):
                 batch.append(Token(tok, pos, viewers, i == len(w.pending) - 1 and not w.ending))
             last_index[w.index] = len(batch) - 1
         self._sync_views()
@@ -339,7 +340,8 @@ class Generation:
         sequence's and nothing else is written meanwhile, so the pieces see exactly what one batch would.
         """
         last = len(tokens) - 1
-        items = [Token(t, p, seq_ids, logits and i == last) for i, (t, p) in enumerate(zip(tokens, positions))]
+        items = [Token(t, p, seq_ids, logits and i == last)
+                 for i, (t, p) in enumerate(zip(tokens, positions, strict=True))]
         size = self.ctx.n_batch if prefill else self.layout.n_workers
         for batch in batches(items, size):
             self._decode(batch)

@@ -128,9 +128,9 @@ def in_open_block(text: str) -> bool:
 def ends_step(step_text: str, token_text: str) -> bool:
     """Does the token just sampled end the worker's step?
 
-    Rule: the token completes a blank line ("\\n\\n"; some tokenizers write it as two "\\n" tokens), the step text before that blank line ends a
-    sentence (closing brackets, quotes or emphasis after the full stop are allowed), and we are not inside
-    an open code fence or $$ block.
+    Rule: the token completes a blank line ("\\n\\n"; some tokenizers write it as two "\\n" tokens), the step
+    text before that blank line ends a sentence (closing brackets, quotes or emphasis after the full stop are
+    allowed), and we are not inside an open code fence or $$ block.
     """
     text = step_text + token_text
     if "\n\n" not in text[max(0, len(step_text) - 1):]:  # the blank line must be completed by this token

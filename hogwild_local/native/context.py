@@ -114,7 +114,8 @@ class Context(NativeHandle):
         rc = self._llama.llama_decode(self.ptr, b)
         self.last_batch_size = n
         if rc == 1:
-            raise BackendError(f"the KV cache is full ({self.cells_used()}/{self.cells_total()} cells); use a larger --ctx")
+            raise BackendError(f"the KV cache is full ({self.cells_used()}/{self.cells_total()} cells); "
+                               "use a larger --ctx")
         if rc != 0:
             detail = last_log_error()
             raise BackendError(f"llama_decode failed ({rc})" + (f": {detail}" if detail else ""))

@@ -88,12 +88,14 @@ class Model(NativeHandle):
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers  # -1: every layer (as llama-cpp-python does)
+        # -1: every layer (as llama-cpp-python does)
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         params.main_gpu = main_gpu
         if tensor_split:
             n_dev = llama_cpp.llama_max_devices()
             if len(tensor_split) > n_dev:
-                raise BackendError(f"--tensor-split has {len(tensor_split)} values but this build supports {n_dev} devices")
+                raise BackendError(f"--tensor-split has {len(tensor_split)} values but this build supports "
+                                   f"{n_dev} devices")
             self._split = (ctypes.c_float * n_dev)(*tensor_split, *([0.0] * (n_dev - len(tensor_split))))
             params.tensor_split = self._split
         with interrupt_after_native_call():

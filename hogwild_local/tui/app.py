@@ -32,8 +32,8 @@ from ..engine.transcript import TranscriptError, TranscriptWriter, write_events
 from .answer import AnswerPanel
 from .blocks import BlockTexts
 from .dialogs import Settings, SettingsScreen, TextDialog
-from .panes import HistoryPane, WorkerGrid
 from .hints import refusal
+from .panes import HistoryPane, WorkerGrid
 from .runner import Failed, Finished, LayoutChanged, Loading, ModelCache, Notice, Record, Started, run_generation
 from .status import StatusBar
 from .view_as import ViewAsScreen

@@ -15,9 +15,8 @@ from textual.widgets import Button, Input, Label, Select
 
 from ..engine import RunConfig
 from ..engine.layout import MAX_WORKERS, USER_LAYOUTS
-from ..models import default_model
 from ..engine.thinking import ThinkMode
-
+from ..models import default_model
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}

@@ -8,7 +8,6 @@ from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
 from ..engine.events import StatsEvent
-
 from .theme import color_of
 
 
