@@ -192,7 +192,8 @@ def installed(entry: ModelEntry) -> Path | None:
     return None
 
 
-def _sha256_file(path: Path, *, progress: bool, desc: str) -> str:
+def sha256_file(path: Path, *, progress: bool = False, desc: str = "") -> str:
+    """The sha256 of a file, read in chunks (a progress bar named ``desc`` on stderr with ``progress``)."""
     digest = hashlib.sha256()
     with path.open("rb") as f, tqdm(
         total=path.stat().st_size, unit="B", unit_scale=True, desc=desc, disable=not progress
@@ -210,7 +211,7 @@ def verify(entry: ModelEntry, *, progress: bool = False) -> bool:
         raise ModelError(f"model not installed: {entry.name}; try: hogwild models pull {entry.name}")
     if path.stat().st_size != entry.size_bytes:
         return False
-    return _sha256_file(path, progress=progress, desc=f"verify {entry.name}") == entry.sha256
+    return sha256_file(path, progress=progress, desc=f"verify {entry.name}") == entry.sha256
 
 
 def _wheel_prefix(part: Part) -> str:

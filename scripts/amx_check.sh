@@ -32,7 +32,7 @@ python3 -m hogwild_local build-backend --sdist .carry/*.tar.gz > "$OUT/build_our
 log "hogwild build-backend rc=$? in $(( $(date +%s) - start )) s: $(tail -1 "$OUT/build_ours.log")"
 python3 -m hogwild_local doctor | tee -a "$OUT/summary.txt"
 
-python3 -c "from hogwild_local.bench import synthetic_model as s; print(s('qwen2.5-1.5b', layers=8, out_dir='/tmp/syn'))" \
+python3 -c "from hogwild_local.measure.synthetic import synthetic_model as s; print(s('qwen2.5-1.5b', layers=8, out_dir='/tmp/syn'))" \
     > /tmp/syn.txt 2>&1 && model=$(tail -1 /tmp/syn.txt)
 log "speed, synthetic Qwen2.5-1.5B shape, 8 of 28 layers, Q4_K_M, $(nproc) threads: 512-token prompt, then passes of B tokens"
 for build in ours stock ours stock; do

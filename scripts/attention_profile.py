@@ -5,7 +5,7 @@ off, so that every kernel is its own launch) and read the kernels that llama.cpp
 the new K/V rows (`k_set_rows`) and the next weight product (`quantize_q8_1`): that is a layer's attention.
 
     GGML_CUDA_DISABLE_GRAPHS=1 ncu --csv --metrics gpu__time_duration.sum \\
-        python3 -m hogwild_local.bench --synthetic qwen2.5-1.5b --workers 1 --contexts 1024 \\
+        python3 -m hogwild_local.measure.bench --synthetic qwen2.5-1.5b --workers 1 --contexts 1024 \\
         --passes 2 --warmup 1 --methods hogwild > hogwild.csv
     python3 scripts/attention_profile.py stock.csv hogwild.csv
 

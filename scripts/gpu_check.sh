@@ -52,5 +52,5 @@ fi
 
 if [[ $step == bench || $step == all ]]; then
     shift || true
-    python3 -m hogwild_local.bench "$@" 2>&1 | tee "$OUT/bench.log"
+    python3 -m hogwild_local.measure.bench "$@" 2>&1 | tee "$OUT/bench.log"
 fi

@@ -28,7 +28,7 @@ build() {  # $1: without|with
 }
 bench() {  # $1: without|with; the rest: bench options
     local tag=$1; shift
-    python3 -m hogwild_local.bench "$@" --json "$OUT/bench_$tag.json" > "$OUT/bench_$tag.log" 2>&1
+    python3 -m hogwild_local.measure.bench "$@" --json "$OUT/bench_$tag.json" > "$OUT/bench_$tag.log" 2>&1
     echo "bench $tag: rc=$?" | tee -a "$OUT/summary.txt"
     grep -E "^(stock|hogwild) " "$OUT/bench_$tag.log"
 }

@@ -1,10 +1,11 @@
-"""The speed benchmark (hogwild_local.bench) on tiny models: it runs, its rows are consistent, and the
+"""The speed benchmark (hogwild_local.measure.bench) on tiny models: it runs, its rows are consistent, and the
 synthetic GGUF writer produces files llama.cpp loads. Timings are not checked; one thread, because
 ggml's threads spin-wait and a shared machine makes two of them crawl."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict
 
 import gguf
@@ -13,9 +14,11 @@ import pytest
 from click.testing import CliRunner
 from tiny_gguf import write_tiny_model
 
-from hogwild_local.native import Model, Token
-from hogwild_local.bench import format_table, model_facts, run_bench
 from hogwild_local.cli.bench import bench_command
+from hogwild_local.measure.bench import model_facts, run_bench
+from hogwild_local.measure.provenance import git_commit
+from hogwild_local.measure.report import format_table
+from hogwild_local.native import Model, Token
 from hogwild_local.native.synthetic import SHAPES, quantize_model, write_synthetic_model
 
 
@@ -71,12 +74,14 @@ def test_context_too_small(tiny_path):
 
 def test_cli_json(tiny_path, tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(bench_command, ["--model", str(tiny_path), "--workers", "1,2", "--contexts", "256",
-                                                "--passes", "2", "--warmup", "1", "--threads", "1", "--rounds", "2",
-                                                "--gpu-layers", "0", "--json", str(out)])
+    args = ["--model", str(tiny_path), "--workers", "1,2", "--contexts", "256", "--passes", "2", "--warmup", "1",
+            "--threads", "1", "--rounds", "2", "--gpu-layers", "0", "--json", str(out)]
+    result = CliRunner().invoke(bench_command, args)
     assert result.exit_code == 0, result.output
     assert "| 2 | 256 | hogwild |" in result.output
     data = json.loads(out.read_text())
+    assert data["meta"]["command"] == shlex.join(["bench", *args])  # the command's path once, then its arguments
+    assert data["meta"]["commit"] == git_commit()
     with Model(tiny_path) as model:
         assert data["meta"]["model_facts"] == asdict(model_facts(model))
     rows = {(row["method"], row["workers"]): row for row in data["rows"]}
@@ -113,7 +118,7 @@ def test_synthetic_writer_loads(tmp_path):
 
 def test_synthetic_qwen2_untied_loads(tmp_path, monkeypatch):
     """The qwen2 path of the writer (q/k/v biases, separate output matrix as in qwen2.5-7b), at toy size."""
-    from hogwild_local.bench import synthetic_model
+    from hogwild_local.measure.synthetic import synthetic_model
     from hogwild_local.native import synthetic
 
     toy = synthetic.Shape("qwen2", 512, 128, 2, 4, 2, 256, 1e6, 1e-6, 32768, tied_output=False, qkv_bias=True)

@@ -19,9 +19,7 @@ LAYERS = {
     "hogwild_local.native": 1,  # knows llama.cpp, not the method
     "hogwild_local.models": 1.5,  # model files: may use native, native never uses it
     "hogwild_local.engine": 2,  # the method
-    "hogwild_local.bench": 3,  # measurements
-    "hogwild_local.evaluate": 3,
-    "hogwild_local.measure": 3,
+    "hogwild_local.measure": 3,  # measurements
     "hogwild_local.tui": 4,  # interfaces
     "hogwild_local.cli": 4.5,  # the command line may start the TUI; the TUI never imports the command line
     "hogwild_local.__main__": 5,

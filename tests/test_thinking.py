@@ -18,7 +18,7 @@ from where import VOCAB
 from hogwild_local.engine import prompts, thinking
 from hogwild_local.native import Model, SamplingParams
 from hogwild_local.engine import EngineError, Generation, RunConfig
-from hogwild_local.evaluate import _settings
+from hogwild_local.measure.results import compatible_settings
 from hogwild_local.engine.events import AnswerEvent, StartEvent
 from hogwild_local.models import resolve_model
 from hogwild_local.engine.thinking import Sign
@@ -265,4 +265,4 @@ def test_think_note_and_bad_value(models):
 def test_results_files_from_before_the_modes(recorded, now):
     """A results file that recorded the old flag pools with runs in the mode that writes the same prompt
     on the instruct models those files hold."""
-    assert _settings({"think": recorded})["think"] == now
+    assert compatible_settings({"think": recorded})["think"] == now

@@ -1,15 +1,11 @@
-"""`hogwild bench`: the speed benchmark's command line (the timing itself is hogwild_local.bench, imported
-when the command runs)."""
+"""`hogwild bench`: the speed benchmark's command line (the timing itself is hogwild_local.measure.bench,
+imported when the command runs)."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import shlex
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -17,7 +13,7 @@ import click
 from ..engine.layout import MAX_WORKERS
 from ..native.context import CACHE_TYPES
 from ..native.synthetic import SHAPES
-from .command import Command
+from .command import Command, command_line
 
 
 def _int_list(_ctx: click.Context | None, _param: click.Parameter | None,
@@ -40,15 +36,6 @@ def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value
     if max(workers) > MAX_WORKERS:
         raise click.BadParameter(f"at most {MAX_WORKERS} workers (one name each), got {max(workers)}")
     return workers
-
-
-def _command_line() -> str:
-    """The command as typed, for the report (``python -m hogwild_local.bench`` when run as a module)."""
-    ctx = click.get_current_context(silent=True)
-    path = ctx.command_path if ctx else ""
-    if not path or path.endswith(".py") or path in ("bench", "__main__.py"):
-        path = "python -m hogwild_local.bench"
-    return " ".join([path, *map(shlex.quote, sys.argv[1:])])
 
 
 @click.command("bench", cls=Command)
@@ -98,24 +85,15 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
       hogwild bench -m smollm2-135m --workers 1,2,4 --contexts 1024 --threads 2
       hogwild bench --synthetic qwen2.5-7b --contexts 4096,32768 --flash-attn --json bench.json
     """
-    from ..bench import (
-        CACHE_TYPE_BYTES,
-        CPU_CONTEXTS,
-        GPU_CONTEXTS,
-        HEADER_LENGTHS,
-        format_table,
-        git_commit,
-        json_row,
-        load_average,
-        machine_name,
-        model_facts,
-        run_bench,
-        synthetic_model,
-        write_plot,
-    )
-    from ..engine import check_model, hogwild_flash_attn
+    from ..engine import check_model
+    from ..measure.bench import CPU_CONTEXTS, GPU_CONTEXTS, bench_meta, json_row, model_facts, run_bench
+    from ..measure.plots import write_plot
+    from ..measure.provenance import load_average
+    from ..measure.report import format_table
+    from ..measure.synthetic import synthetic_model
     from ..models import resolve_model
     from ..native import Model, library_info
+    from ..native.library import load
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
@@ -127,9 +105,8 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
     method_names = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not method_names or set(method_names) - {"stock", "hogwild"}:
         raise click.UsageError("--methods takes stock, hogwild or both")
+    load()  # a missing or unpatched library is one line here, before any model is written or loaded
     info = library_info()
-    if not info["ok"]:
-        raise click.ClickException(info["error"])
     if gpu_layers is None:
         gpu_layers = 999 if info["gpu_offload"] else 0
     contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
@@ -153,29 +130,10 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
     finally:
         model.close()
 
-    meta = {
-        "machine": machine_name(),
-        "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
-                  f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
-                  f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
-        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
-                     f"{'on' if flash_attn else 'off'}, "
-                     f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
-                     f"n_batch {n_batch}, {passes} timed passes after "
-                     f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
-                     + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
-                     + (f", load average {load_before:.2f} before / {load_average():.2f} after"
-                        if load_before is not None else "")),
-        "kv_bytes_per_cell": facts.kv_bytes_per_cell(cache_type),
-        "kv_formula": (f"{facts.n_layer} layers x {facts.n_head_kv} KV heads x ({facts.head_dim_k} + "
-                       f"{facts.head_dim_v}) x {CACHE_TYPE_BYTES[cache_type]:g} B"),
-        "commit": git_commit(),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": _command_line(),
-        "library": info.get("library"),
-        "model_path": str(path),
-        "model_facts": asdict(facts),
-    }
+    meta = bench_meta(facts, path, threads=threads, gpu_layers=gpu_layers, cache_type=cache_type,
+                      flash_attn=flash_attn, n_batch=n_batch, passes=passes, warmup=warmup, rounds=rounds,
+                      step_tokens=step_tokens, load_before=load_before, library=info.get("library"),
+                      command=command_line(click.get_current_context()))
     click.echo(format_table(rows, meta))
     if json_path:
         Path(json_path).write_text(json.dumps({"meta": meta, "rows": [json_row(r) for r in rows]}, indent=1) + "\n")

@@ -1,36 +1,52 @@
 """`hogwild eval`: the accuracy evaluation's command line (the runs, results file and report are in
-hogwild_local.evaluate)."""
+hogwild_local.measure)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..evaluate import (
+from ..measure.errors import EvalError
+from ..measure.eval import (
     DEFAULT_BUDGETS,
     DEFAULT_METHODS,
     MethodSpec,
-    append_record,
-    check_compatible,
-    describe_headers,
-    fetch_gsm8k,
-    load_problems,
-    make_header,
-    markdown_table,
     parse_budgets,
     parse_methods,
     parse_problems,
-    plot,
-    plot_title,
-    read_results,
-    report,
-    run_todo,
-    summarize,
+    run_all,
 )
-from .command import Command
+from ..measure.gsm8k import Problem, fetch_gsm8k, load_problems
+from ..measure.plots import plot, plot_title
+from ..measure.report import describe_headers, markdown_table, report
+from ..measure.results import append_record, check_compatible, make_header, read_results
+from ..measure.stats import summarize
+from .command import Command, command_line
 from .options import generation_options, load_model, make_config
+
+if TYPE_CHECKING:
+    from ..engine import RunConfig
+    from ..native import Model
+
+
+T = TypeVar("T")
+
+
+def _parsed(parse: Callable[[str], T]) -> Callable[[click.Context, click.Parameter, str | None], T | None]:
+    """An option callback: the value through ``parse`` (None stays None); its EvalError is a usage error
+    naming the option (exit 2)."""
+    def callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except EvalError as err:
+            raise click.BadParameter(str(err), param_hint=param.opts[0]) from None
+    return callback
 
 
 def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
@@ -47,12 +63,12 @@ def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", "dataset_name", type=click.Choice(["gsm8k"]), default=None,
               help="Fetch a public data set (GSM8K test split from the Hugging Face Hub; needs a network).")
-@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+@click.option("--methods", "specs", default=DEFAULT_METHODS, show_default=True, callback=_parsed(parse_methods),
               help="METHOD-WORKERS, comma-separated: single, hogwild-N, independent-N, self-consistency-N.")
-@click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
+@click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True, callback=_parsed(parse_budgets),
               help="Budgets in passes; one run at the largest, the finisher asked at each.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N problems (also with --report).")
-@click.option("--problems", "problems_text", default=None, metavar="RANGES",
+@click.option("--problems", "chosen", default=None, metavar="RANGES", callback=_parsed(parse_problems),
               help="Only these problems, by 0-based index in the file, e.g. 155-199,0-30 (also with --report). "
                    "Each keeps its index, so a re-run uses the same seeds.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -65,10 +81,9 @@ def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw accuracy vs budget to this PNG.")
 @generation_options
-def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: str, budgets: str, limit: int | None,
-                 problems_text: str | None,
-                 results_path: Path | None, transcripts_dir: Path | None, report_paths: tuple[Path, ...],
-                 plot_path: Path | None, **opts) -> None:
+def eval_command(dataset_path: Path | None, dataset_name: str | None, specs: list[MethodSpec],
+                 budgets: tuple[int, ...], limit: int | None, chosen: list[int] | None, results_path: Path | None,
+                 transcripts_dir: Path | None, report_paths: tuple[Path, ...], plot_path: Path | None, **opts) -> None:
     """Measure accuracy on GSM8K-style problems: every method at every budget, resumable.
 
     \b
@@ -79,7 +94,6 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
       hogwild eval --report gsm8k.jsonl --report gsm8k-dry.jsonl --limit 12   # two settings, same problems
       hogwild eval ../shared/data/gsm8k/dev.jsonl --problems 5,40-49 --results rerun.jsonl   # some again
     """
-    chosen = parse_problems(problems_text) if problems_text else None
     if report_paths:
         text, rows = report(report_paths, limit, chosen)
         click.echo(text)
@@ -88,8 +102,6 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
             click.echo(f"\nplot: {plot_path}", err=True)
         return
 
-    specs = parse_methods(methods, 2)
-    budget_list = parse_budgets(budgets)
     if dataset_path is not None and dataset_name is not None:
         raise click.UsageError("give a DATASET file or --dataset, not both")
     if dataset_path is None and dataset_name is None:
@@ -101,23 +113,25 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
     problems = load_problems(dataset_path)
     if chosen:
         if max(chosen) >= len(problems):
-            raise click.BadParameter(f"{problems_text!r}: {dataset_path} has problems 0-{len(problems) - 1}",
+            outside = min(i for i in chosen if i >= len(problems))
+            raise click.BadParameter(f"problem {outside} and up: {dataset_path} has problems 0-{len(problems) - 1}",
                                      param_hint="--problems")
         problems = [problems[i] for i in chosen]
     problems = problems[:limit]
     results_path = results_path or Path(f"eval-{Path(dataset_path).stem}.jsonl")
 
-    opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budget_list)}
+    opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budgets)}
     base_config = make_config(opts)
     model = load_model(opts)
-    header = make_header(dataset_label, Path(dataset_path), model.path, specs, budget_list, base_config, opts)
+    header = make_header(dataset_label, Path(dataset_path), model.path, [s.name for s in specs], budgets, base_config,
+                         gpu_layers=opts["gpu_layers"], command=command_line(click.get_current_context()))
     headers, done = read_results(results_path)
     if headers:
         check_compatible(headers[0], header, results_path)
 
     def is_done(index: int, spec: MethodSpec) -> bool:
         rec = done.get((index, spec.name))
-        return rec is not None and all(str(b) in rec["budgets"] for b in budget_list)
+        return rec is not None and all(str(b) in rec["budgets"] for b in budgets)
 
     todo = [(p, s) for p in problems for s in specs if not is_done(p.index, s)]
     total = len(problems) * len(specs)
@@ -125,15 +139,43 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, methods: s
         click.echo(f"all {total} runs are done already in {results_path}", err=True)
     else:
         append_record(results_path, header)
-        run_todo(model, todo, total, base_config, budget_list, results_path, transcripts_dir)
+        _run_with_progress(model, todo, total, base_config, budgets, results_path, transcripts_dir)
 
     # the table covers what this command asked for
     wanted = {(p.index, s.name) for p in problems for s in specs}
     _, results = read_results(results_path)
     mine = [r for k, r in results.items() if k in wanted]
-    rows = [r for r in summarize(mine, [s.name for s in specs]) if r.budget in budget_list]
+    rows = [r for r in summarize(mine, [s.name for s in specs]) if r.budget in budgets]
     click.echo(f"\n{describe_headers(read_results(results_path)[0])}\n- {len(problems)} problems, {len(mine)} runs, "
                f"results: {results_path}\n\n{markdown_table(rows)}")
     if plot_path:
         plot(rows, plot_path, plot_title(results_path))
         click.echo(f"\nplot: {plot_path}", err=True)
+
+
+def _run_with_progress(model: Model, todo: list[tuple[Problem, MethodSpec]], total: int, base_config: RunConfig,
+                       budgets: tuple[int, ...], results_path: Path, transcripts_dir: Path | None) -> None:
+    """``measure.eval.run_all`` under a progress bar with each method's score so far; Ctrl-C keeps what is
+    done and exits 130."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=total - len(todo), desc="eval", unit="run", dynamic_ncols=True,
+               mininterval=1.0, file=sys.stderr)
+    correct: dict[str, list[bool]] = {}
+
+    def progress(problem: Problem, spec: MethodSpec, record: dict | None) -> None:
+        if record is None:
+            bar.set_postfix_str(f"#{problem.index} {spec.name}")
+            return
+        correct.setdefault(spec.name, []).append(record["budgets"][str(max(budgets))]["correct"])
+        bar.set_postfix_str(" ".join(f"{m} {sum(v)}/{len(v)}" for m, v in correct.items()))
+        bar.update(1)
+
+    try:
+        run_all(model, todo, base_config, budgets, results_path, transcripts_dir, progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\ninterrupted: {results_path} keeps what is done; run the same command again to continue",
+                   err=True)
+        sys.exit(130)
+    bar.close()

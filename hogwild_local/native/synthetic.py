@@ -3,7 +3,7 @@
 Speed does not depend on weight values, so the benchmark times these where no real weights can travel
 (the GPU machine), and the backend's self-test (native/selftest.py) decodes a tiny one in each weight type the
 CPU kernels dispatch on. Written with the ``gguf`` package in f16, quantized by ``llama-quantize`` or
-libllama's own quantizer. The cached copies the benchmark uses are made by ``bench.synthetic_model``.
+libllama's own quantizer. The cached copies the benchmark uses are made by ``measure.synthetic.synthetic_model``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Speed benchmark of the backend: stock batched decoding versus Hogwild views, at equal cache size.
 
-``python -m hogwild_local.bench`` (or ``hogwild bench``) prints a Markdown table; :func:`run_bench` returns
-the rows. For every worker count W and context C (the number of cells in the cache while timing):
+``hogwild bench`` (or ``python -m hogwild_local.measure.bench`` where there is no ``hogwild`` script) prints a
+Markdown table (``report.format_table``); :func:`run_bench` returns the rows and :func:`bench_meta` the facts
+beside them. For every worker count W and context C (the number of cells in the cache while timing):
 
 - **stock**: one unified-KV context with W sequences; a shared prompt of ``P = C - W*(warmup+passes)``
   random tokens is decoded once for all W sequences, then every pass decodes W tokens, one per sequence
@@ -26,12 +27,9 @@ the ``gguf`` package in f16 and quantized by ``llama-quantize`` (or libllama's o
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
-import os
-import platform
-import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,10 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hogwild_local.engine import enable_views, hogwild_flash_attn, spare_cells, sync_views
-from hogwild_local.engine.layout import Layout, LayoutKind
-from hogwild_local.native import CACHE_TYPES, BackendError, Context, Model, Token, batches
-from hogwild_local.native.synthetic import SHAPES, Log, quantize_model, write_synthetic_model
+from ..engine.config import hogwild_flash_attn, spare_cells
+from ..engine.layout import Layout, LayoutKind
+from ..engine.views import enable_views, sync_views
+from ..native import CACHE_TYPES, BackendError, Context, Model, Token, batches
+from ..native.synthetic import Log
+from .provenance import git_commit, load_average, machine_name
 
 HEADER_LENGTHS = (8, 2, 8)  # others_header, marker, own_header
 DEFAULT_WORKERS = (1, 2, 4, 8)
@@ -52,7 +52,6 @@ GPU_CONTEXTS = (1024, 2048, 4096, 8192)
 CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 # a prefill chunk in Hogwild mode keeps its scores (at most n_kv x blocks per token and head) under this many bytes
 HOGWILD_SCORES_BUDGET = 64 << 20
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,160 +357,39 @@ def run_bench(
 
 
 # --------------------------------------------------------------------------------------------------
-# synthetic models (cached in the models folder)
+# what `hogwild bench` (hogwild_local/cli/bench.py) writes beside the rows
 
 
-def synthetic_model(shape_name: str, *, layers: int | None = None, quant: str = "Q4_K_M",
-                    quantize_bin: str | None = None, out_dir: str | Path | None = None,
-                    threads: int | None = None, log: Log | None = None) -> Path:
-    """A cached synthetic GGUF (written and quantized on first use); quant "f16" keeps the f16 file."""
-    if out_dir is None:
-        from hogwild_local.models import models_dir  # imported here: most runs never need it
-
-        out_dir = models_dir() / "synthetic"
-    out_dir = Path(out_dir)
-    if shape_name not in SHAPES:
-        raise BackendError(f"unknown synthetic shape {shape_name!r}; choose one of {', '.join(SHAPES)}")
-    n_layer = layers or SHAPES[shape_name].n_layer
-    stem = f"synthetic-{shape_name}-{n_layer}l"
-    final = out_dir / f"{stem}-{quant.lower()}.gguf"
-    if final.is_file():
-        return final
-    f16 = out_dir / f"{stem}-f16.gguf"
-    if not f16.is_file():
-        if log:
-            log(f"writing {f16} (random f16 weights)")
-        tmp = f16.with_suffix(".tmp")
-        write_synthetic_model(tmp, shape_name, layers=layers)
-        tmp.replace(f16)
-    if quant.lower() == "f16":
-        return f16
-    if log:
-        log(f"quantizing to {quant.upper()}")
-    tmp = final.with_suffix(".tmp")
-    how = quantize_model(f16, tmp, quant, quantize_bin=quantize_bin, threads=threads)
-    tmp.replace(final)
-    f16.unlink()
-    if log:
-        log(f"quantized with {how}: {final}")
-    return final
-
-
-# --------------------------------------------------------------------------------------------------
-# report
-
-
-def machine_name() -> str:
-    """CPU model (platform.processor() or /proc/cpuinfo) plus the NVIDIA GPUs nvidia-smi names, if any."""
-    cpu = platform.processor() or ""
-    if not cpu or cpu in ("x86_64", "aarch64", "arm", "i386"):
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-    cpu = f"{cpu or platform.machine()} ({os.cpu_count()} cores)"
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10, check=False)
-            gpus = [g.strip() for g in out.stdout.splitlines() if g.strip()]
-            if gpus:
-                return f"{', '.join(gpus)}; {cpu}"
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return cpu
-
-
-def git_commit() -> str:
-    """Short HEAD of the repository this file is in ('+dirty' with uncommitted changes to tracked files)."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
-                              timeout=10, check=False)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=repo, timeout=10, check=False).returncode != 0
-        return head.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _mib(n: float) -> str:
-    return f"{n / (1 << 20):.1f}"
-
-
-def format_table(rows: Sequence[BenchRow], meta: dict) -> str:
-    """The Markdown report: a header of facts, then one row per (W, C, method)."""
-    lines = [
-        "## hogwild-local bench",
-        "",
-        f"- machine: {meta['machine']}",
-        f"- model: {meta['model']}",
-        f"- settings: {meta['settings']}",
-        f"- KV bytes per cell: {meta['kv_bytes_per_cell']:.0f} ({meta['kv_formula']})",
-        f"- commit: {meta['commit']}, date: {meta['date']}",
-        f"- command: `{meta['command']}`",
-        "",
-        ("ms/pass: median wall time of one decode of W tokens (one per worker), host work included; hogwild "
-         "passes include moving finished steps into the history (`moves`) and the K-shift that follows. "
-         "tok/s = W / median. KV: cells x bytes per cell, shared by all workers; replicated: W separate caches."),
-        "",
-        "| W | C | method | cells | ms/pass | mean | min | max | tok/s | hogwild/stock | KV MiB | replicated MiB | moves |",
-        "|--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for r in sorted(rows, key=lambda r: (r.context, r.workers, r.method != "stock")):
-        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-        moves = str(r.moves) if r.method == "hogwild" else ""
-        lines.append(
-            f"| {r.workers} | {r.context} | {r.method} | {r.cells_used} | {r.ms_per_pass:.2f} | {r.ms_mean:.2f} | "
-            f"{r.ms_min:.2f} | {r.ms_max:.2f} | {r.tokens_per_s:.1f} | {ratio} | {_mib(r.kv_bytes)} | "
-            f"{_mib(r.kv_bytes_replicated)} | {moves} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_plot(rows: Sequence[BenchRow], path: str | Path, title: str) -> None:
-    """Tokens/s against workers, one line per (context, method): solid stock, dashed hogwild."""
-    import matplotlib  # optional: pip install hogwild-local[bench]
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    contexts = sorted({r.context for r in rows})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, context in enumerate(contexts):
-        for method, style in (("stock", "-"), ("hogwild", "--")):
-            pts = sorted((r.workers, r.tokens_per_s) for r in rows
-                         if r.context == context and r.method == method)
-            if pts:
-                ax.plot(*zip(*pts), style, marker="o", color=colors[i % len(colors)], label=f"{method} C={context}")
-    ax.set_xlabel("workers (tokens per pass)")
-    ax.set_ylabel("aggregate tokens/s")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted({r.workers for r in rows}), labels=[str(w) for w in sorted({r.workers for r in rows})])
-    ax.set_title(title, fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------------------------------
-# for the meta and the JSON of `hogwild bench` (hogwild_local/cli/bench.py)
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none): CPU timings mean little on a busy machine."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
+def bench_meta(facts: ModelFacts, model_path: Path, *, threads: int, gpu_layers: int, cache_type: str,
+               flash_attn: bool, n_batch: int, passes: int, warmup: int, rounds: int, step_tokens: int,
+               load_before: tuple[float, float, float] | None, library: str | None, command: str) -> dict:
+    """The facts a bench report and its JSON carry beside the rows: machine, model, settings, KV cell size,
+    commit (None outside a checkout), date, ``command`` as typed, library and model paths. Called right after
+    the timing (``load_before``: the load average before it, compared with the one now)."""
+    load_after = load_average()
+    return {
+        "machine": machine_name(),
+        "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
+                  f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
+                  f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
+        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
+                     f"{'on' if flash_attn else 'off'}, "
+                     f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
+                     f"n_batch {n_batch}, {passes} timed passes after "
+                     f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
+                     + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"
+                     + (f", load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
+                        if load_before is not None and load_after is not None else "")),
+        "kv_bytes_per_cell": facts.kv_bytes_per_cell(cache_type),
+        "kv_formula": (f"{facts.n_layer} layers x {facts.n_head_kv} KV heads x ({facts.head_dim_k} + "
+                       f"{facts.head_dim_v}) x {CACHE_TYPE_BYTES[cache_type]:g} B"),
+        "commit": git_commit(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": command,
+        "library": library,
+        "model_path": str(model_path),
+        "model_facts": asdict(facts),
+    }
 
 
 def json_row(row: BenchRow) -> dict:
@@ -519,7 +397,7 @@ def json_row(row: BenchRow) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
 
 
-if __name__ == "__main__":  # `python -m hogwild_local.bench`, as scripts/gpu_*.sh and docs/benchmarks.md run it
+if __name__ == "__main__":  # `python -m hogwild_local.measure.bench`: the bench where no `hogwild` script is installed
     from hogwild_local.cli.bench import bench_command
 
     bench_command()
