@@ -262,12 +262,17 @@ def option_help(text: str, option: str) -> str:
 
 
 def test_commands_share_their_model_options():
-    """run, tui and eval take the model options from one place: same flags, same help text."""
-    pages = {name: hogwild(name, "--help").stdout for name in ("run", "tui", "eval")}
-    for option in ("-m, --model", "-ngl, --gpu-layers", "--threads", "--ctx"):
-        texts = {name: option_help(page, option) for name, page in pages.items()}
+    """run, tui, eval and bench take the model options from one place: same flags, same help text (bench's
+    -ngl defaults to every layer where the library offloads: only its default differs)."""
+    pages = {name: hogwild(name, "--help").stdout for name in ("run", "tui", "eval", "bench")}
+    for option, names in (("-m, --model", pages), ("--threads", pages), ("--cache-type", pages),
+                          ("--ctx", ("run", "tui", "eval")), ("-ngl, --gpu-layers", ("run", "tui", "eval"))):
+        texts = {name: option_help(pages[name], option) for name in names}
         assert all(texts.values()), f"{option} missing: {texts}"
         assert len(set(texts.values())) == 1, texts
+    ngl = {name: option_help(page, "-ngl, --gpu-layers") for name, page in pages.items()}
+    assert ngl["bench"].startswith(ngl["run"].split("[default:")[0]), ngl
+    assert "[default: (-1 if the library has GPU offload, else 0)]" in ngl["bench"], ngl["bench"]
     # eval runs a grid of methods and budgets: the single-run options are not its own
     for option in ("-w, --workers", "-b, --budget", "--method"):
         assert option_help(pages["run"], option) and not option_help(pages["eval"], option), option

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from ..engine.layout import MAX_WORKERS
-from ..native.context import CACHE_TYPES
 from ..native.synthetic import SHAPES
 from .command import Command, command_line
+from .options import cache_type_option, gpu_layers_option, model_option, threads_option
 
 
 def _int_list(_ctx: click.Context | None, _param: click.Parameter | None,
@@ -39,8 +39,7 @@ def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value
 
 
 @click.command("bench", cls=Command)
-@click.option("--model", "-m", "model_spec", metavar="SPEC",
-              help="Manifest name, alias or .gguf path (default model if neither this nor --synthetic).")
+@model_option
 @click.option("--synthetic", type=click.Choice(sorted(SHAPES)), help="Benchmark a random-weight model of this shape.")
 @click.option("--layers", type=int, help="Synthetic only: fewer layers than the real model.")
 @click.option("--quant", default="Q4_K_M", show_default=True,
@@ -58,13 +57,12 @@ def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value
                    "ratios on a busy machine).")
 @click.option("--step-tokens", default=32, show_default=True, type=click.IntRange(1),
               help="Hogwild: a worker's step length before it moves into the history.")
-@click.option("--gpu-layers", type=int, help="Layers to offload [default: all if the library has GPU offload, else 0].")
-@click.option("--threads", type=int, help="CPU threads [default: all cores].")
+@gpu_layers_option(auto=True)
+@threads_option
 @click.option("--flash-attn", is_flag=True,
               help="Flash attention for the stock side. Hogwild takes it as a run does: on unless the cache is f32 "
                    "(the patch's key copies and one stock flash attention).")
-@click.option("--cache-type", default="f16", show_default=True, type=click.Choice(list(CACHE_TYPES)),
-              help="KV cache type.")
+@cache_type_option
 @click.option("--batch", "n_batch", default=512, show_default=True, type=click.IntRange(1),
               help="n_batch (prompt chunk size).")
 @click.option("--methods", default="stock,hogwild", show_default=True, help="Which methods to time.")
@@ -108,7 +106,7 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
     load()  # a missing or unpatched library is one line here, before any model is written or loaded
     info = library_info()
     if gpu_layers is None:
-        gpu_layers = 999 if info["gpu_offload"] else 0
+        gpu_layers = -1 if info["gpu_offload"] else 0
     contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
     threads = threads or os.cpu_count() or 1
     if synthetic:

@@ -26,7 +26,16 @@ from ..measure.report import describe_headers, markdown_table, report
 from ..measure.results import append_record, check_compatible, make_header, read_results
 from ..measure.stats import summarize
 from .command import Command, command_line
-from .options import generation_options, load_model, make_config
+from .options import (
+    compose,
+    config_from_options,
+    layout_option,
+    load_model,
+    model_options,
+    remedy_options,
+    runtime_options,
+    sampling_options,
+)
 
 if TYPE_CHECKING:
     from ..engine import RunConfig
@@ -49,15 +58,6 @@ def _parsed(parse: Callable[[str], T]) -> Callable[[click.Context, click.Paramet
     return callback
 
 
-def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
-    """Drop options that make no sense for eval (it takes --methods and --budgets instead)."""
-    def deco(cmd: click.Command) -> click.Command:
-        cmd.params = [p for p in cmd.params if p.name not in names]
-        return cmd
-    return deco
-
-
-@_without({"method", "workers", "budget"})
 @click.command("eval", cls=Command)
 @click.argument("dataset_path", metavar="[DATASET]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
@@ -80,7 +80,7 @@ def _without(names: set[str]) -> Callable[[click.Command], click.Command]:
                    "files with other settings side by side (their methods named by what differs).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw accuracy vs budget to this PNG.")
-@generation_options
+@compose(model_options, layout_option, sampling_options, remedy_options, runtime_options)
 def eval_command(dataset_path: Path | None, dataset_name: str | None, specs: list[MethodSpec],
                  budgets: tuple[int, ...], limit: int | None, chosen: list[int] | None, results_path: Path | None,
                  transcripts_dir: Path | None, report_paths: tuple[Path, ...], plot_path: Path | None, **opts) -> None:
@@ -120,8 +120,7 @@ def eval_command(dataset_path: Path | None, dataset_name: str | None, specs: lis
     problems = problems[:limit]
     results_path = results_path or Path(f"eval-{Path(dataset_path).stem}.jsonl")
 
-    opts = {**opts, "method": "hogwild", "workers": 2, "budget": max(budgets)}
-    base_config = make_config(opts)
+    base_config = config_from_options(opts)  # each run sets its method, workers and budget
     model = load_model(opts)
     header = make_header(dataset_label, Path(dataset_path), model.path, [s.name for s in specs], budgets, base_config,
                          gpu_layers=opts["gpu_layers"], command=command_line(click.get_current_context()))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .command import Command
-from .options import generation_options, load_model, make_config, read_problem
+from .options import config_from_options, generation_options, load_model, read_problem
 from .printer import Printer, TextSink, json_sink
 
 
@@ -36,7 +36,7 @@ def run(problem: str | None, transcript: Path | None, as_json: bool, no_color: b
     from ..engine.transcript import TranscriptWriter
 
     problem = read_problem(problem)
-    config = make_config(opts)
+    config = config_from_options(opts)
     # before the model loads: an unwritable path, or one another run holds, fails at once
     record = TranscriptSink(TranscriptWriter(transcript, {"problem": problem}),
                             on_error=lambda err: click.echo(f"Error: {err}", err=True)) if transcript else None

@@ -8,7 +8,12 @@ from pathlib import Path
 import click
 
 from .command import Command
-from .options import generation_options, make_config, parse_tensor_split, read_problem
+from .options import (
+    config_from_options,
+    generation_options,
+    parse_tensor_split,
+    read_problem,
+)
 
 
 @click.command(cls=Command)
@@ -29,5 +34,5 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
     if problem is not None:
         problem = read_problem(problem)
     require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
-    sys.exit(run_tui(opts.get("model_spec"), problem, make_config(opts), transcript, gpu_layers=opts["gpu_layers"],
-                     main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))
+    sys.exit(run_tui(opts.get("model_spec"), problem, config_from_options(opts), transcript,
+                     gpu_layers=opts["gpu_layers"], main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))
