@@ -111,8 +111,8 @@ def test_errors_are_one_line(args, code, message):
 
 
 def test_problem_that_is_not_utf8_is_a_usage_error(smollm2_path):
-    argv = subprocess.run([*HOGWILD, "run", b"What is 2+2? \xff".decode("utf-8", "surrogateescape"), "-m", smollm2_path],
-                          capture_output=True, text=True)
+    problem = b"What is 2+2? \xff".decode("utf-8", "surrogateescape")
+    argv = subprocess.run([*HOGWILD, "run", problem, "-m", smollm2_path], capture_output=True, text=True)
     assert argv.returncode == 2 and "Traceback" not in argv.stderr
     assert "PROBLEM is not UTF-8 text (byte 0xff at character 13)" in argv.stderr
     stdin = subprocess.run([*HOGWILD, "run", "-", "-m", smollm2_path], input=b"caf\xe9?", capture_output=True)
@@ -142,7 +142,8 @@ def test_bench_refuses_what_the_engine_refuses(tmp_path):
 
     out = hogwild("bench", "-m", str(write_tiny_mamba(tmp_path / "mamba.gguf")), "--workers", "1", "--passes", "2")
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert out.stderr.strip().endswith("Error: mamba: recurrent or hybrid memory cannot share a KV cache between workers")
+    assert out.stderr.strip().endswith(
+        "Error: mamba: recurrent or hybrid memory cannot share a KV cache between workers")
 
 
 def test_ctrl_c_while_the_model_loads_quits(smollm2_path):

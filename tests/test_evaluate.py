@@ -146,7 +146,8 @@ def test_results_file(evaluated, smollm2_path):
     assert header["model"]["path"] == smollm2_path and len(header["model"]["sha256"]) == 64
     assert header["model"]["size_bytes"] == Path(smollm2_path).stat().st_size
     assert header["seed"] == 0 and header["machine"]["cores"] and header["date"]
-    assert header["backend"]["system_info"].startswith("CPU :") and header["backend"]["version"] == LLAMA_CPP_PYTHON_VERSION
+    assert header["backend"]["system_info"].startswith("CPU :")
+    assert header["backend"]["version"] == LLAMA_CPP_PYTHON_VERSION
     assert [(r["index"], r["method"]) for r in results] == [(0, "single"), (0, "hogwild-2"), (1, "single"),
                                                             (1, "hogwild-2")]
     for r in results:

@@ -64,7 +64,8 @@ def import_graph() -> dict[str, set[str]]:
             else:
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
                 # `from pkg import sub` imports the submodule; `from mod import name` the module
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             edges.update(t for t in targets if t in modules and t != name)

@@ -10,18 +10,17 @@ import json
 
 import jinja2
 import pytest
+
 from chat_templates import DEEPSEEK_R1_DISTILL, QWEN3, QWEN25_CODER, QWQ_32B
+from hogwild_local.engine import EngineError, Generation, RunConfig, prompts, thinking
+from hogwild_local.engine.events import AnswerEvent, StartEvent
+from hogwild_local.engine.thinking import Sign
+from hogwild_local.measure.results import compatible_settings
+from hogwild_local.models import resolve_model
+from hogwild_local.native import Model, SamplingParams
 from test_cli import hogwild
 from tiny_gguf import write_tiny_model
 from where import VOCAB
-
-from hogwild_local.engine import prompts, thinking
-from hogwild_local.native import Model, SamplingParams
-from hogwild_local.engine import EngineError, Generation, RunConfig
-from hogwild_local.measure.results import compatible_settings
-from hogwild_local.engine.events import AnswerEvent, StartEvent
-from hogwild_local.models import resolve_model
-from hogwild_local.engine.thinking import Sign
 
 TEMPLATES = {"qwq-32b": QWQ_32B, "deepseek-r1-distill": DEEPSEEK_R1_DISTILL, "qwen3": QWEN3,
              "qwen2.5-coder": QWEN25_CODER, "smollm2": None}  # None: the vocabulary's own template

@@ -195,14 +195,15 @@ def _run_hogwild(ctx: Context, prompt: np.ndarray, base: int, plan: _HogwildPlan
             layout.mark_filled(block)
             sync_views(ctx, layout)
             fill = rng.integers(0, n_vocab, block.capacity)
-            _decode_chunks(ctx, [Token(int(t), p, viewers) for p, t in zip(layout.fill_header(block), fill)], chunk)
+            tokens = [Token(int(t), p, viewers) for p, t in zip(layout.fill_header(block), fill, strict=True)]
+            _decode_chunks(ctx, tokens, chunk)
     viewers = [layout.viewers(layout.steps[w]) for w in range(workers)]
     for w, n in enumerate(plan.step_lengths):
         if n:
             positions = layout.append(w, n)
             sync_views(ctx, layout)
             fill = rng.integers(0, n_vocab, n)
-            _decode_chunks(ctx, [Token(int(t), p, viewers[w]) for p, t in zip(positions, fill)], chunk)
+            _decode_chunks(ctx, [Token(int(t), p, viewers[w]) for p, t in zip(positions, fill, strict=True)], chunk)
     assert layout.live_cells() == context - workers * total, (layout.live_cells(), context, workers * total)
     ctx.synchronize()
 

@@ -121,8 +121,9 @@ def run_problem(model: Model, problem: Problem, spec: MethodSpec, base_config: R
     record = None
     if transcript is not None:
         transcript.unlink(missing_ok=True)  # a run cut short earlier is redone from scratch
-        record = TranscriptSink(TranscriptWriter(transcript, {"problem": problem.question, "reference": problem.reference,
-                                                              "index": problem.index, "method": spec.name}))
+        header = {"problem": problem.question, "reference": problem.reference, "index": problem.index,
+                  "method": spec.name}
+        record = TranscriptSink(TranscriptWriter(transcript, header))
     clock = _SnapshotClock()
     with Generation(model, problem.question, config) as gen:
         try:

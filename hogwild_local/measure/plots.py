@@ -69,7 +69,8 @@ def write_plot(rows: Sequence[BenchRow], path: str | Path, title: str) -> None:
             pts = sorted((r.workers, r.tokens_per_s) for r in rows
                          if r.context == context and r.method == method)
             if pts:
-                ax.plot(*zip(*pts), style, marker="o", color=colors[i % len(colors)], label=f"{method} C={context}")
+                ax.plot(*zip(*pts, strict=True), style, marker="o", color=colors[i % len(colors)],
+                        label=f"{method} C={context}")
     ax.set_xlabel("workers (tokens per pass)")
     ax.set_ylabel("aggregate tokens/s")
     ax.set_xscale("log", base=2)

@@ -131,7 +131,8 @@ def format_table(rows: Sequence[BenchRow], meta: dict) -> str:
          "passes include moving finished steps into the history (`moves`) and the K-shift that follows. "
          "tok/s = W / median. KV: cells x bytes per cell, shared by all workers; replicated: W separate caches."),
         "",
-        "| W | C | method | cells | ms/pass | mean | min | max | tok/s | hogwild/stock | KV MiB | replicated MiB | moves |",
+        "| W | C | method | cells | ms/pass | mean | min | max | tok/s | hogwild/stock | KV MiB | replicated MiB"
+        " | moves |",
         "|--:|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in sorted(rows, key=lambda r: (r.context, r.workers, r.method != "stock")):

@@ -126,7 +126,7 @@ def write_synthetic_model(path: str | Path, shape_name: str, *, layers: int | No
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for name, dims, kind, std in plan:
+    for _name, dims, kind, std in plan:
         n = math.prod(dims)
         if kind == "norm":
             data = np.ones(n, dtype=np.float32)
