@@ -1,6 +1,9 @@
 # Two commands on a fresh machine:
 #   make demo   set up, build the patched CPU backend, fetch the default model, solve a sample problem with 2 workers
 #   make test   set up, build the patched CPU backend, run the test suite (what .ci/run calls)
+# Vulkan (docs/backend.md, "Vulkan"):
+#   make vulkan-deps   install the Vulkan SDK and Mesa's software device (lavapipe) from Debian/Ubuntu packages
+#   make test-vulkan   build the Vulkan backend into .venv-vulkan and run the correctness suite on the Vulkan device
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +11,7 @@ BIN    := $(VENV)/bin
 BACKEND ?= cpu
 SAMPLE := Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?
 
-.PHONY: setup backend demo test clean
+.PHONY: setup backend demo test clean vulkan-deps test-vulkan
 
 # llama-cpp-python is not a dependency: `make backend` builds it with our patches (hogwild build-backend)
 $(BIN)/hogwild: pyproject.toml
@@ -28,5 +31,19 @@ demo: backend
 test: backend
 	$(BIN)/python -m pytest -q
 
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+VULKAN_PACKAGES := libvulkan-dev glslc spirv-headers mesa-vulkan-drivers vulkan-tools
+
+vulkan-deps:
+	$(SUDO) apt-get install -y --no-install-recommends $(VULKAN_PACKAGES)
+
+# the backend and engine suites against the numpy reference with every layer on the Vulkan device, then a real run
+test-vulkan:
+	$(MAKE) backend VENV=.venv-vulkan BACKEND=vulkan
+	HOGWILD_TEST_GPU_LAYERS=-1 .venv-vulkan/bin/python -m pytest -q -s tests/test_backend.py tests/test_families.py
+	HOGWILD_TEST_GPU_LAYERS=-1 .venv-vulkan/bin/python -m pytest -q -s tests/test_engine.py \
+		-k "match_reference or cut_and_dropped"
+	.venv-vulkan/bin/hogwild run -m smollm2-135m -w 2 -b 48 -ngl -1 --no-color "$(SAMPLE)"
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-vulkan

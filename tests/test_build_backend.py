@@ -360,3 +360,20 @@ def test_print_lib_path_without_llama_cpp_says_what_to_do(monkeypatch: pytest.Mo
     result = CliRunner().invoke(build_backend_command, ["--print-lib-path"])
     assert result.exit_code == 1
     assert result.output == "Error: llama-cpp-python is not installed.\n  hint: run `hogwild build-backend`.\n"
+
+
+def test_a_vulkan_build_without_its_sdk_stops_at_once_saying_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Vulkan headers and no glslc: one error before anything is downloaded or compiled, naming both and the
+    packages; the other backends need neither."""
+    monkeypatch.setenv("VULKAN_SDK", str(tmp_path))  # no include/vulkan/vulkan.h in it
+    monkeypatch.setenv("PATH", str(tmp_path))  # no glslc on it
+    monkeypatch.setenv("HOGWILD_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(build_backend_command, ["--backend", "vulkan"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    first, hint = result.output.strip().split("\n")
+    assert first == "Error: A Vulkan build needs the Vulkan headers and glslc, not found here."
+    assert "sudo apt-get install libvulkan-dev glslc spirv-headers" in hint
+    assert not (tmp_path / "cache" / "sdist").exists()  # refused before the download
+    bb.check_backend_sdk("cpu")

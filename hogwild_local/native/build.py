@@ -361,6 +361,24 @@ def ensure_build_tools() -> None:
                      f"install them into {sys.executable}'s environment and run again.")
 
 
+# a Vulkan build needs the loader's headers and a GLSL -> SPIR-V compiler beyond the C++ tool chain
+VULKAN_HINT = ("on Debian or Ubuntu: sudo apt-get install libvulkan-dev glslc spirv-headers (and mesa-vulkan-drivers "
+               "for a software device; `make vulkan-deps` in a checkout does it); elsewhere the LunarG Vulkan SDK.")
+
+
+def check_backend_sdk(backend: str) -> None:
+    """Refuse a Vulkan build at once when its SDK is missing: cmake would only stop minutes into the build."""
+    if backend != "vulkan":
+        return
+    roots = [Path(os.environ["VULKAN_SDK"])] if os.environ.get("VULKAN_SDK") else [Path("/usr"), Path("/usr/local")]
+    missing = [what for what, found in (
+        ("the Vulkan headers", any((root / "include" / "vulkan" / "vulkan.h").is_file() for root in roots)),
+        ("glslc", shutil.which("glslc") is not None),
+    ) if not found]
+    if missing:
+        raise BuildError(f"A Vulkan build needs {' and '.join(missing)}, not found here.", VULKAN_HINT)
+
+
 def _format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
@@ -557,6 +575,7 @@ def build_backend(
             shutil.rmtree(wheel.parent)
             wheel = None
     if wheel is None:
+        check_backend_sdk(backend)
         ensure_build_tools()
         tarball = sdist or ensure_sdist(cache)
         for sub in ("tmp", "logs", "wheels"):
