@@ -471,3 +471,29 @@ def test_every_exit_restores_the_terminal(how: str, status: int) -> None:
     after = output[output.rindex("\x1b[?1049h"):]
     assert [seq for seq in RESTORE if seq not in after] == []
     assert attrs[3] & termios.ECHO and attrs[3] & termios.ICANON  # line mode and echo are back
+
+
+def test_view_as_stays_up_while_the_next_run_starts_and_then_shows_it() -> None:
+    """The view-as screen reads the app's latest layout copy: a new run has none at first (the screen keeps
+    what it showed), then the new run's, with its own number of workers."""
+    three = dataclasses.replace(CONFIG, workers=3, budget=8)
+    app = HogwildApp(MODEL, PROBLEM, dataclasses.replace(CONFIG, budget=8))
+
+    async def session() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_until(pilot, lambda: app.phase == "done" and app.run_done.is_set(), "the first run")
+            await pilot.press("v")
+            assert isinstance(app.screen, ViewAsScreen) and app.screen.n_workers == 2
+            shown = app.screen.rows
+            app.config = three
+            await app.begin_run()
+            assert app.layout is None
+            await pilot.pause(0.6)  # a refresh of the screen without a layout: it keeps its rows
+            assert isinstance(app.screen, ViewAsScreen) and app.screen.rows == shown
+            await wait_until(pilot, lambda: app.layout is not None and app.layout.n_workers == 3, "the new run")
+            await wait_until(pilot, lambda: app.screen.n_workers == 3, "the screen on the new run")
+            await pilot.press("left")
+            assert app.screen.worker == 2 and app.screen.rows[-1].name == "Carol's step (own)"
+
+    asyncio.run(session())
+    assert app.release()

@@ -351,7 +351,11 @@ class HogwildApp(App[int]):
         if self.layout is None or self.texts is None:
             self.notify("nothing to show yet: the run has not started", severity="warning")
             return
-        self.push_screen(ViewAsScreen(lambda: self.layout, self.texts))
+        self.push_screen(ViewAsScreen(self._view))
+
+    def _view(self) -> tuple[Layout, BlockTexts] | None:
+        """The current run's layout copy and block texts, for the view-as screen (None until both exist)."""
+        return None if self.layout is None or self.texts is None else (self.layout, self.texts)
 
     def action_settings(self) -> None:
         """Edit the model and run settings (they apply to the next run)."""

@@ -2,8 +2,9 @@
 
 For each span of ``layout.view(worker)`` it shows the block's name, its canonical range in the cache,
 where the worker sees it (view range), and the block's text. The layout is the app's latest copy from
-the engine thread (``get_layout``, read again at each refresh); the texts come from the events the UI has
-received. Both are at most a moment behind the engine.
+the engine thread, the texts come from the events the UI has received: both are read again at each refresh
+(``get_view``) and are at most a moment behind the engine. While a new run has neither yet, the screen keeps
+what it showed.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ class ViewAsScreen(Screen):
         Binding("escape,v", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, get_layout: Callable[[], Layout], texts: BlockTexts, worker: int = 0) -> None:
+    def __init__(self, get_view: Callable[[], tuple[Layout, BlockTexts] | None], worker: int = 0) -> None:
         super().__init__()
-        self.get_layout, self.texts, self.worker = get_layout, texts, worker
+        self.get_view, self.worker = get_view, worker
+        self.n_workers = 1
         self.rows: list[BlockRow] = []
 
     def compose(self) -> ComposeResult:
@@ -55,14 +57,19 @@ class ViewAsScreen(Screen):
 
     async def action_cycle(self, step: int) -> None:
         """Show the previous (-1) or next (+1) worker's view, from its end (the worker's own step)."""
-        self.worker = (self.worker + step) % self.get_layout().n_workers
+        self.worker = (self.worker + step) % self.n_workers
         await self.show_view()
         blocks = self.query_one("#blocks", VerticalScroll)
         blocks.call_after_refresh(blocks.scroll_end, animate=False)
 
     async def show_view(self) -> None:
         """Read the worker's view again and show it (updating in place keeps the scroll position)."""
-        self.rows = self.texts.rows(self.get_layout(), self.worker)
+        view = self.get_view()
+        if view is None:
+            return
+        layout, texts = view
+        self.n_workers, self.worker = layout.n_workers, self.worker % layout.n_workers
+        self.rows = texts.rows(layout, self.worker)
         name = WORKER_NAMES[self.worker]
         total = sum(len(row.view) for row in self.rows)
         self.query_one("#view-title", Label).update(Text.assemble(
