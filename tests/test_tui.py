@@ -488,7 +488,7 @@ def test_view_as_stays_up_while_the_next_run_starts_and_then_shows_it() -> None:
             app.config = three
             await app.begin_run()
             assert app.layout is None
-            await pilot.pause(0.6)  # a refresh of the screen without a layout: it keeps its rows
+            await app.screen.show_view()  # a refresh before the new run's first layout copy: it keeps its rows
             assert isinstance(app.screen, ViewAsScreen) and app.screen.rows == shown
             await wait_until(pilot, lambda: app.layout is not None and app.layout.n_workers == 3, "the new run")
             await wait_until(pilot, lambda: app.screen.n_workers == 3, "the screen on the new run")
