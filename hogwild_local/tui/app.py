@@ -348,7 +348,7 @@ class HogwildApp(App[int]):
 
     def action_view_as(self) -> None:
         """Show exactly what a worker attends to, block by block."""
-        if self.layout is None or self.texts is None:
+        if self._view() is None:
             self.notify("nothing to show yet: the run has not started", severity="warning")
             return
         self.push_screen(ViewAsScreen(self._view))

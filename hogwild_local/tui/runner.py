@@ -69,7 +69,7 @@ class Finished:
 
 Record = Loading | Started | Failed | Notice | LayoutChanged | Finished | Event
 
-LAYOUT_EVERY_S = 0.1  # at most this often after a pass, a new LayoutChanged (a deep copy: not every pass)
+LAYOUT_EVERY_S = 0.1  # at most this often after a pass, a new LayoutChanged (it copies every block: not every pass)
 
 
 class ModelCache:
@@ -108,10 +108,12 @@ class LayoutSink:
         self._last = float("-inf")
 
     def __call__(self, event: Event) -> None:
-        now = time.monotonic()
-        if (event.type in ("start", "answer") or (event.type == "step" and event.worker == "User")
-                or (event.type == "stats" and (now - self._last >= LAYOUT_EVERY_S or self.generation.paused))):
-            self._last = now
+        if event.type == "stats":  # after a pass
+            due = time.monotonic() - self._last >= LAYOUT_EVERY_S or self.generation.paused
+        else:
+            due = event.type in ("start", "answer") or (event.type == "step" and event.worker == "User")
+        if due:
+            self._last = time.monotonic()
             self.inbox.put(LayoutChanged(self.generation.layout.snapshot()))
 
 
