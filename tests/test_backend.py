@@ -18,7 +18,7 @@ from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
-from where import GPU_LAYERS, tolerance
+from where import load_model, tolerance
 
 TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2), "bf16": tolerance(6e-2)}
 
@@ -27,7 +27,7 @@ TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2), "bf16": tolerance(6
 def tiny(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / f"tiny-{request.param}.gguf"
     spec = write_tiny_model(path, request.param, seed=7)
-    model = Model(spec.path, n_gpu_layers=GPU_LAYERS)
+    model = load_model(spec.path)
     yield spec, model
     model.close()
 
@@ -226,7 +226,7 @@ def test_error_codes(tiny):
 
 def test_quantized_v_cache_is_unsupported(tmp_path):
     spec = write_tiny_model(tmp_path / "wide.gguf", "llama", n_embd=256, n_head=4, n_head_kv=2)  # head dim 64
-    with (Model(spec.path, n_gpu_layers=GPU_LAYERS) as model,
+    with (load_model(spec.path) as model,
           model.context(n_ctx=256, n_seq=2, cache_type="q8_0", flash_attn=True, n_threads=2) as ctx):
         with pytest.raises(BackendError, match="unsupported"):
             ctx.hogwild_enable(2)

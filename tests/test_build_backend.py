@@ -79,6 +79,7 @@ def make_fake_sdist(parent: Path, version: str = bb.LLAMA_CPP_PYTHON_VERSION) ->
         "vendor/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu": "// cuda\n",
         "vendor/llama.cpp/ggml/src/ggml-metal/ggml-metal.m": "// metal\n",
         "vendor/llama.cpp/ggml/src/ggml-blas/ggml-blas.cpp": "// blas\n",
+        "vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp": "// rpc\n",
         "vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp": "// vulkan\n",
         "vendor/llama.cpp/ggml/src/ggml-opencl/ggml-opencl.cpp": "// opencl\n",
         "vendor/llama.cpp/ggml/src/ggml-sycl/ggml-sycl.cpp": "// sycl\n",
@@ -174,6 +175,8 @@ def test_build_key_follows_backend_options(tmp_path: Path) -> None:
     assert bb.make_build_key(patches, "cuda", "86").digest != cuda90.digest
     assert "-DCMAKE_CUDA_ARCHITECTURES=90" in cuda90.cmake_args
     assert "-DLLAVA_BUILD=OFF" in cuda90.cmake_args
+    for backend in bb.BACKENDS:  # every build can offload to, and serve as, `hogwild rpc-server`
+        assert "-DGGML_RPC=ON" in bb.make_build_key(patches, backend, "90").cmake_args
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="AMX is an x86-64 extension")
@@ -261,7 +264,7 @@ def test_prune_keeps_what_the_build_needs(tmp_path: Path) -> None:
             f"{bb.LLAMA_CPP_DIR}/gguf-py/gguf/__init__.py", f"{bb.LLAMA_CPP_DIR}/ggml/src/ggml.c"]
     for relative in kept:
         assert (root / relative).is_file(), relative
-    for backend in ("cpu", "cuda", "metal", "vulkan", "blas"):
+    for backend in ("cpu", "cuda", "metal", "vulkan", "blas", "rpc"):
         assert (llama / "ggml" / "src" / f"ggml-{backend}").is_dir(), backend
     dropped = [".git", ".github", "docs", "examples", "docker"]
     dropped += [f"{bb.LLAMA_CPP_DIR}/{name}" for name in
@@ -323,10 +326,14 @@ def test_backend_status_reports_the_installed_patched_build() -> None:
     marker = install.installed_build_info()
     assert marker is not None, "the installed llama-cpp-python is not one `hogwild build-backend` built"
     assert status["build_key"] == marker["key"] and re.fullmatch(r"[0-9a-f]{16}", status["build_key"])
-    assert status["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
     assert status["backend"] in ("cpu", "cuda", "metal", "vulkan", "hip")
+    # every build has the RPC backend, which makes llama.cpp's own "supports GPU offload" true everywhere
+    assert llama_cpp.llama_supports_rpc() and llama_cpp.llama_supports_gpu_offload()
     if not os.environ.get("HOGWILD_TEST_GPU_LAYERS"):  # the suite's CPU build (the GPU runs set it)
         assert status["backend"] == "cpu"
+        assert status["gpu_offload"] is False  # doctor looks for a local GPU device instead
+    else:
+        assert status["gpu_offload"] is True
 
 
 def test_backend_status_of_a_library_without_the_patch() -> None:

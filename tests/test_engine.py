@@ -13,7 +13,7 @@ from lockstep import attention_paths
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
 from trace_replay import TraceReplay
-from where import GPU_LAYERS, VOCAB, tolerance
+from where import VOCAB, load_model, tolerance
 
 PROBLEM = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -38,7 +38,7 @@ def tiny_with_vocab(request, tmp_path_factory):
     """A tiny random llama model that speaks SmolLM2's tokenizer and chat template (HOGWILD_TEST_VOCAB's)."""
     vocab = VOCAB or request.getfixturevalue("smollm2").path
     spec = write_tiny_speaking(tmp_path_factory.mktemp("m") / "tiny-vocab.gguf", vocab)
-    model = Model(spec.path, n_gpu_layers=GPU_LAYERS)
+    model = load_model(spec.path)
     yield spec, model
     model.close()
 

@@ -11,6 +11,7 @@ from .command import Group
 from .doctor import doctor
 from .eval import eval_command
 from .models import models_group
+from .rpc_server import rpc_server
 from .run import run
 from .transcript import transcript
 from .tui import tui
@@ -33,7 +34,7 @@ def main() -> None:
 
 # the registry: `hogwild --help` lists these (click sorts them by name)
 COMMANDS: tuple[click.Command, ...] = (
-    run, tui, doctor, models_group, build_backend_command, bench_command, eval_command, transcript,
+    run, tui, doctor, models_group, build_backend_command, bench_command, eval_command, transcript, rpc_server,
 )
 for _command in COMMANDS:
     main.add_command(_command)

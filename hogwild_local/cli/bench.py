@@ -13,7 +13,15 @@ import click
 from ..engine.layout import MAX_WORKERS
 from ..native.synthetic import SHAPES
 from .command import Command, command_line
-from .options import cache_type_option, gpu_layers_option, model_option, threads_option
+from .options import (
+    cache_type_option,
+    gpu_layers_option,
+    model_option,
+    placement,
+    rpc_option,
+    tensor_split_option,
+    threads_option,
+)
 
 
 def _int_list(_ctx: click.Context | None, _param: click.Parameter | None,
@@ -58,6 +66,8 @@ def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value
 @click.option("--step-tokens", default=32, show_default=True, type=click.IntRange(1),
               help="Hogwild: a worker's step length before it moves into the history.")
 @gpu_layers_option(auto=True)
+@tensor_split_option
+@rpc_option
 @threads_option
 @click.option("--flash-attn", is_flag=True,
               help="Flash attention for the stock side. Hogwild takes it as a run does: on unless the cache is f32 "
@@ -73,15 +83,16 @@ def _worker_list(ctx: click.Context | None, param: click.Parameter | None, value
               help="Write a PNG of tokens/s vs workers.")
 def bench_command(model_spec: str | None, synthetic: str | None, layers: int | None, quant: str,
                   quantize_bin: str | None, workers: tuple[int, ...], contexts: tuple[int, ...] | None, passes: int,
-                  warmup: int, rounds: int, step_tokens: int, gpu_layers: int | None, threads: int | None,
-                  flash_attn: bool, cache_type: str, n_batch: int, methods: str, seed: int, json_path: str | None,
-                  plot_path: str | None) -> None:
+                  warmup: int, rounds: int, step_tokens: int, gpu_layers: int | None, tensor_split: str | None,
+                  rpc: str | None, threads: int | None, flash_attn: bool, cache_type: str, n_batch: int, methods: str,
+                  seed: int, json_path: str | None, plot_path: str | None) -> None:
     """Speed of the backend: stock batched decoding vs Hogwild views, W workers at C cells.
 
     \b
     Examples:
       hogwild bench -m smollm2-135m --workers 1,2,4 --contexts 1024 --threads 2
       hogwild bench --synthetic qwen2.5-7b --contexts 4096,32768 --flash-attn --json bench.json
+      hogwild bench -m smollm2-135m --rpc 127.0.0.1:50052 -ngl 15   # 15 of its 30 layers on a server
     """
     from ..engine import check_model
     from ..measure.bench import CPU_CONTEXTS, GPU_CONTEXTS, bench_meta, json_row, model_facts, run_bench
@@ -106,7 +117,8 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
     load()  # a missing or unpatched library is one line here, before any model is written or loaded
     info = library_info()
     if gpu_layers is None:
-        gpu_layers = -1 if info["gpu_offload"] else 0
+        gpu_layers = -1 if info["gpu_offload"] or rpc else 0
+    where = placement({"gpu_layers": gpu_layers, "tensor_split": tensor_split, "rpc": rpc})
     contexts = contexts or (GPU_CONTEXTS if gpu_layers else CPU_CONTEXTS)
     threads = threads or os.cpu_count() or 1
     if synthetic:
@@ -116,7 +128,7 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
         path = resolve_model(model_spec)
     load_before = load_average()
     t0 = time.perf_counter()
-    model = Model(path, n_gpu_layers=gpu_layers)
+    model = Model(path, **where)
     log(f"loaded {path.name} in {time.perf_counter() - t0:.1f} s")
     try:
         check_model(model)  # the engine's refusals (recurrent memory, M-RoPE, sliding window) apply here too
@@ -128,7 +140,7 @@ def bench_command(model_spec: str | None, synthetic: str | None, layers: int | N
     finally:
         model.close()
 
-    meta = bench_meta(facts, path, threads=threads, gpu_layers=gpu_layers, cache_type=cache_type,
+    meta = bench_meta(facts, path, threads=threads, gpu_layers=gpu_layers, rpc=where["rpc"], cache_type=cache_type,
                       flash_attn=flash_attn, n_batch=n_batch, passes=passes, warmup=warmup, rounds=rounds,
                       step_tokens=step_tokens, load_before=load_before, library=info.get("library"),
                       command=command_line(click.get_current_context()))

@@ -53,6 +53,8 @@ def doctor(model_spec: str | None, as_json: bool) -> None:
             click.echo(f"library   ok: llama-cpp-python {lib['version']} with the Hogwild patch")
             click.echo(f"          {lib['library']}")
             click.echo(f"GPU       {'offload supported' if lib['gpu_offload'] else 'CPU only'}")
+            if lib["rpc"]:
+                click.echo("RPC       --rpc HOST:PORT offloads to `hogwild rpc-server` on other machines")
         else:
             click.echo(f"library   NOT OK: {lib['error']}")
         if tested is not None:

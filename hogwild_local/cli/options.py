@@ -59,12 +59,22 @@ threads_option = click.option("--threads", type=click.IntRange(1), default=None,
 cache_type_option = click.option("--cache-type", type=click.Choice(["f16", "f32", "bf16"]), default="f16",
                                  show_default=True, help="KV cache type (V must not be quantized).")
 
+tensor_split_option = click.option(
+    "--tensor-split", default=None,
+    help="Split the offloaded layers over the devices, e.g. 3,1: the --rpc servers first, in order, then the "
+         "local GPUs.")
+rpc_option = click.option(
+    "--rpc", "rpc", default=None, metavar="HOST:PORT[,...]",
+    help="Offload layers to `hogwild rpc-server` processes on other machines (with -ngl N the last N layers go to "
+         "the servers, the rest stay here). No authentication: trusted networks only.")
+
 # where the model's layers go
 model_options = compose(
     model_option,
     gpu_layers_option(),
     click.option("--main-gpu", type=int, default=0, show_default=True),
-    click.option("--tensor-split", default=None, help="Split over several GPUs, e.g. 3,1."),
+    tensor_split_option,
+    rpc_option,
 )
 # one run: how many workers, which method, how long (eval runs a grid of these instead)
 method_options = compose(
@@ -159,14 +169,23 @@ def parse_tensor_split(opts: dict) -> list[float] | None:
         raise click.UsageError("--tensor-split takes numbers separated by commas, e.g. 3,1") from None
 
 
+def placement(opts: dict) -> dict:
+    """Where the model's layers go, from the model options: :class:`Model`'s keyword arguments."""
+    from ..native.rpc import parse_endpoints
+
+    return {"n_gpu_layers": opts.get("gpu_layers") or 0, "main_gpu": opts.get("main_gpu", 0),
+            "tensor_split": parse_tensor_split(opts),
+            "rpc": parse_endpoints(opts["rpc"]) if opts.get("rpc") else ()}
+
+
 def load_model(opts: dict) -> Model:
     """Resolve and load the model named by the options (their errors are HogwildErrors: one line)."""
     from ..models import resolve_model
     from ..native import Model
 
-    split = parse_tensor_split(opts)
+    where = placement(opts)
     path = resolve_model(opts.get("model_spec"), progress=sys.stderr.isatty())
-    return Model(path, n_gpu_layers=opts.get("gpu_layers", 0), main_gpu=opts.get("main_gpu", 0), tensor_split=split)
+    return Model(path, **where)
 
 
 def read_problem(problem: str | None) -> str:

@@ -11,7 +11,7 @@ from .command import Command
 from .options import (
     config_from_options,
     generation_options,
-    parse_tensor_split,
+    placement,
     read_problem,
 )
 
@@ -35,4 +35,4 @@ def tui(problem: str | None, transcript: Path | None, **opts) -> None:
         problem = read_problem(problem)
     require_working_library()  # before the screen switches: a broken library is one line, not a crashed app
     sys.exit(run_tui(opts.get("model_spec"), problem, config_from_options(opts), transcript,
-                     gpu_layers=opts["gpu_layers"], main_gpu=opts["main_gpu"], tensor_split=parse_tensor_split(opts)))
+                     placement=placement(opts)))

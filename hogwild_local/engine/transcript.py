@@ -1,10 +1,11 @@
 """Transcripts: every event of a run appended as JSON Lines while it happens, and a Markdown rendering.
 
 Each line goes to the file as soon as it is complete, so a crash or a SIGKILL loses at most the pass in
-flight. Token events are merged per pass and worker to keep files small; the rendering rebuilds each
-worker's text from them. Several runs may append to one file one after another: every record carries its
-run's id (``run``), and the rendering gives each run its own section. A writer holds an exclusive advisory
-lock on the file for its life, so two runs never write one file at the same time.
+flight (a native abort, such as an RPC server that dies mid-run, nothing: the writer closes first). Token
+events are merged per pass and worker to keep files small; the rendering rebuilds each worker's text from them.
+Several runs may append to one file one after another: every record carries its run's id (``run``), and the
+rendering gives each run its own section. A writer holds an exclusive advisory lock on the file for its life,
+so two runs never write one file at the same time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import HogwildError
+from ..native.library import at_native_abort
 from .events import Event, to_dict
 
 
@@ -57,6 +59,8 @@ class TranscriptWriter:
             os.close(fd)
             raise TranscriptError(f"cannot lock the transcript {self.path}: {err.strerror or err}") from None
         self._fd = fd
+        # a native abort (an RPC server gone mid-run) ends the process without a finally: write what is held
+        self._forget_abort = at_native_abort(self.close)
         self._write({"type": "header", **(header or {}), "run": self.run, "pid": os.getpid(),
                      "started": datetime.now().astimezone().isoformat(timespec="seconds")},
                     opening=True, prefix=_unterminated(fd))
@@ -111,6 +115,7 @@ class TranscriptWriter:
         if self._fd is not None:
             os.close(self._fd)  # also releases the lock
             self._fd = None
+            self._forget_abort()
 
     def close(self) -> None:
         """Write what is held and close the file (releasing the lock).

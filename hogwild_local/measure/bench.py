@@ -363,6 +363,7 @@ def run_bench(
 
 def bench_meta(facts: ModelFacts, model_path: Path, *, threads: int, gpu_layers: int, cache_type: str,
                flash_attn: bool, n_batch: int, passes: int, warmup: int, rounds: int, step_tokens: int,
+               rpc: Sequence[str] = (),
                load_before: tuple[float, float, float] | None, library: str | None, command: str) -> dict:
     """The facts a bench report and its JSON carry beside the rows: machine, model, settings, KV cell size,
     commit (None outside a checkout), date, ``command`` as typed, library and model paths. Called right after
@@ -373,7 +374,8 @@ def bench_meta(facts: ModelFacts, model_path: Path, *, threads: int, gpu_layers:
         "model": (f"{facts.name} ({facts.architecture}, {facts.n_params / 1e6:.0f}M params, "
                   f"{facts.size_bytes / (1 << 20):.0f} MiB, {facts.n_layer} layers, {facts.n_head} heads, "
                   f"{facts.n_head_kv} KV heads x {facts.head_dim_k})"),
-        "settings": (f"threads {threads}, gpu layers {gpu_layers}, cache {cache_type}, flash-attn: stock "
+        "settings": (f"threads {threads}, gpu layers {gpu_layers}" + (f" (rpc {','.join(rpc)})" if rpc else "")
+                     + f", cache {cache_type}, flash-attn: stock "
                      f"{'on' if flash_attn else 'off'}, "
                      f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
                      f"n_batch {n_batch}, {passes} timed passes after "

@@ -65,9 +65,9 @@ LLAMA_CPP_KEEP = frozenset(
     {"CMakeLists.txt", "CMakePresets.json", "LICENSE", "README.md", "cmake", "common",
      "ggml", "gguf-py", "grammars", "include", "licenses", "src", "vendor"}
 )
-# ggml backends (ggml/src/ggml-NAME) kept in a bundle: every --backend choice,
+# ggml backends (ggml/src/ggml-NAME) kept in a bundle: every --backend choice, rpc (in every build),
 # and blas, which CMake switches on by default on macOS.
-BUNDLE_BACKENDS = frozenset({*BACKENDS, "blas"})
+BUNDLE_BACKENDS = frozenset({*BACKENDS, "rpc", "blas"})
 BUNDLE_LIMIT_BYTES = 64 * 1024 * 1024
 
 _NINJA_STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]")
@@ -119,6 +119,8 @@ def cmake_args(backend: str, cuda_arch: str, native: bool = False, amx: bool = F
     else portable; the GPU builds keep llama.cpp's default of tuning their CPU code for the build
     machine. Every build tuned for an x86-64 build machine leaves out ggml's AMX path (NO_AMX_FLAGS) unless
     ``amx``.
+    Every build carries ggml's RPC backend (GGML_RPC: one small library, libggml-rpc), so that any install
+    can offload layers to `hogwild rpc-server` on other machines (`--rpc`) and serve as one.
     LLAVA_BUILD=OFF skips tools/mtmd, which hogwild does not use (and the bundle drops).
     """
     args = {
@@ -130,7 +132,7 @@ def cmake_args(backend: str, cuda_arch: str, native: bool = False, amx: bool = F
     tuned_for_this_machine = native or backend != "cpu"
     if tuned_for_this_machine and not amx and platform.machine().lower() in ("x86_64", "amd64"):
         args += [f'"-DCMAKE_C_FLAGS={NO_AMX_FLAGS}"', f'"-DCMAKE_CXX_FLAGS={NO_AMX_FLAGS}"']
-    return " ".join(args + ["-DLLAVA_BUILD=OFF"])
+    return " ".join(args + ["-DGGML_RPC=ON", "-DLLAVA_BUILD=OFF"])
 
 
 @dataclass(frozen=True)

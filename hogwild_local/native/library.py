@@ -6,16 +6,19 @@ ran the self-test on the library (``native/verdict.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import LibraryError, UnpatchedLibraryError
 from .install import LLAMA_CPP_PYTHON_VERSION, installed_build_info
-from .verdict import require_working_library
+from .verdict import is_shared_library, require_working_library
 
 FIX_HINT = "run: hogwild build-backend"
 
@@ -78,6 +81,7 @@ def load() -> tuple[Any, ctypes.CDLL]:
         fn.argtypes = argtypes
         fn.restype = _i32
     _install_log_callback(llama_cpp)
+    _install_abort_hook(Path(lib._name).parent)
     llama_cpp.llama_backend_init()
     _llama, _lib = llama_cpp, lib
     return _llama, _lib
@@ -98,6 +102,101 @@ def _install_log_callback(llama_cpp) -> None:
     global _log_callback
     _log_callback = callback  # keep a reference: ctypes callbacks die with their Python object
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+# --------------------------------------------------------------------------------------------------
+# ggml's own libraries, and its aborts
+
+_GGML_SIGNATURES: dict[str, tuple[list, Any]] = {
+    "ggml_backend_dev_count": ([], ctypes.c_size_t),
+    "ggml_backend_dev_get": ([ctypes.c_size_t], _p),
+    "ggml_backend_dev_by_name": ([ctypes.c_char_p], _p),
+    "ggml_backend_dev_by_type": ([ctypes.c_int], _p),
+    "ggml_backend_dev_type": ([_p], ctypes.c_int),
+    "ggml_backend_dev_name": ([_p], ctypes.c_char_p),
+    "ggml_backend_dev_description": ([_p], ctypes.c_char_p),
+    "ggml_backend_register": ([_p], None),
+}
+_ggml_libs: dict[str, ctypes.CDLL] = {}
+DEV_CPU, DEV_GPU, DEV_IGPU = 0, 1, 2  # ggml_backend_dev_type
+
+
+def ggml_library(name: str = "ggml", lib_dir: Path | None = None) -> ctypes.CDLL:
+    """``lib{name}`` from the folder of the loaded libllama (the copy already in the process: one backend
+    registry), with the ggml functions the native layer calls bound. Needs :func:`load` first."""
+    if name not in _ggml_libs:
+        lib_dir = lib_dir or Path(load()[1]._name).parent
+        found = sorted(p for p in lib_dir.glob(f"lib{name}.*") if is_shared_library(p.name))
+        if not found:
+            raise UnpatchedLibraryError(f"lib{name} is missing from {lib_dir}; {FIX_HINT}")
+        lib = _already_loaded(found) or ctypes.CDLL(str(found[0]))
+        for symbol, (argtypes, restype) in _GGML_SIGNATURES.items():
+            if hasattr(lib, symbol):
+                getattr(lib, symbol).argtypes, getattr(lib, symbol).restype = argtypes, restype
+        _ggml_libs[name] = lib
+    return _ggml_libs[name]
+
+
+def _already_loaded(paths: list[Path]) -> ctypes.CDLL | None:
+    """The one of ``paths`` that the dynamic loader already holds. The loader keeps each name it loaded by
+    (``libggml.so.0``, found through libllama), and loading a symlink of it (``libggml.so``) maps a second
+    copy with a second backend registry, where devices registered there are invisible to libllama."""
+    no_load = getattr(os, "RTLD_NOLOAD", None)
+    if no_load is None:
+        return None
+    for path in paths:
+        try:
+            return ctypes.CDLL(str(path), mode=no_load | ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+    return None
+
+
+_AbortCallback = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+_abort_callback = None
+_abort_cleanups: list[Callable[[], None]] = []
+NATIVE_ABORT_EXIT = 1  # the status of every other one-line error
+
+
+def at_native_abort(cleanup: Callable[[], None]) -> Callable[[], None]:
+    """Run ``cleanup`` (e.g. close a transcript) if llama.cpp aborts the process; returns its unregister."""
+    _abort_cleanups.append(cleanup)
+    return lambda: _abort_cleanups.remove(cleanup) if cleanup in _abort_cleanups else None
+
+
+def explain_abort(message: str) -> str:
+    """The one line a user reads when ggml aborts with ``message`` (``file:line: what``)."""
+    what = message.split(": ", 1)[-1].strip()
+    if "RPC server" in what:
+        return f"an RPC server stopped answering mid-run (it crashed, was stopped, or the network dropped): {what}"
+    return f"llama.cpp stopped: {message.strip()}"
+
+
+def _install_abort_hook(lib_dir: Path) -> None:
+    """Make ggml's aborts (GGML_ABORT, GGML_ASSERT; ggml-rpc when a server dies) one line and exit status 1.
+
+    ggml calls the hook on whichever thread failed and would then call abort(): a core dump and a native
+    backtrace, and every held line of a transcript lost. The hook runs the registered cleanups, flushes what
+    Python printed, writes the line and ends the process itself (nothing can return into the failed call).
+    """
+    global _abort_callback
+    base = ggml_library("ggml-base", lib_dir)
+    base.ggml_set_abort_callback.argtypes = [_AbortCallback]
+    base.ggml_set_abort_callback.restype = _p
+
+    @_AbortCallback
+    def on_abort(message: bytes | None) -> None:
+        for cleanup in list(_abort_cleanups):
+            with contextlib.suppress(Exception):
+                cleanup()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.write(2, f"Error: {explain_abort((message or b'').decode(errors='replace'))}\n".encode())
+        os._exit(NATIVE_ABORT_EXIT)
+
+    _abort_callback = on_abort  # kept: ctypes callbacks die with their Python object
+    base.ggml_set_abort_callback(on_abort)
 
 
 def recent_log() -> list[str]:
@@ -131,6 +230,13 @@ def _backend_of(lib_dir: Path) -> str:
     return "cpu"
 
 
+def has_local_gpu(lib_dir: Path | None = None) -> bool:
+    """Whether ggml has a GPU of this machine to offload to. Not ``llama_supports_gpu_offload``, which is
+    true in every build with the RPC backend, GPU or not."""
+    ggml = ggml_library("ggml", lib_dir)
+    return any(ggml.ggml_backend_dev_by_type(kind) for kind in (DEV_GPU, DEV_IGPU))
+
+
 def _facts(llama_cpp: Any, lib: Any) -> dict[str, Any]:
     """What both reports say about an imported llama_cpp and its library."""
     lib_path = getattr(lib, "_name", "?")
@@ -139,7 +245,8 @@ def _facts(llama_cpp: Any, lib: Any) -> dict[str, Any]:
         "version_ok": llama_cpp.__version__ == LLAMA_CPP_PYTHON_VERSION,
         "lib_path": lib_path,
         "patched": all(hasattr(lib, name) for name in HOGWILD_SYMBOLS),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "gpu_offload": has_local_gpu(Path(lib_path).parent),
+        "rpc": bool(llama_cpp.llama_supports_rpc()),
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace"),
         "backend": _backend_of(Path(lib_path).parent),
     }
@@ -153,7 +260,7 @@ def library_info() -> dict:
         return {"ok": False, "error": str(err)}
     facts = _facts(llama_cpp, lib)
     return {"ok": True, "version": facts["version"], "library": facts["lib_path"], "patched": True,
-            "gpu_offload": facts["gpu_offload"], "system_info": facts["system_info"]}
+            "gpu_offload": facts["gpu_offload"], "rpc": facts["rpc"], "system_info": facts["system_info"]}
 
 
 def build_status() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .errors import BackendError
 from .handle import NativeHandle, interrupt_after_native_call
 from .library import clear_log, last_log_error, load
+from .rpc import add_servers
 
 if TYPE_CHECKING:
     from .context import Context
@@ -81,12 +82,17 @@ class Model(NativeHandle):
         n_gpu_layers: int = 0,
         main_gpu: int = 0,
         tensor_split: Sequence[float] | None = None,
+        rpc: Sequence[str] = (),
     ) -> None:
+        """``rpc``: endpoints of ``hogwild rpc-server`` processes (``HOST:PORT``); their devices come first in
+        llama.cpp's list, so ``n_gpu_layers`` and ``tensor_split`` place layers on them (native/rpc.py)."""
         llama_cpp, _ = load()
         self._llama = llama_cpp
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"model file not found: {path}")
+        if rpc:
+            add_servers(rpc)
         params = llama_cpp.llama_model_default_params()
         # -1: every layer (as llama-cpp-python does)
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
@@ -96,6 +102,7 @@ class Model(NativeHandle):
             if len(tensor_split) > n_dev:
                 raise BackendError(f"--tensor-split has {len(tensor_split)} values but this build supports "
                                    f"{n_dev} devices")
+            # RPC servers come first in llama.cpp's device list, then the local GPUs
             self._split = (ctypes.c_float * n_dev)(*tensor_split, *([0.0] * (n_dev - len(tensor_split))))
             params.tensor_split = self._split
         with interrupt_after_native_call():

@@ -31,7 +31,8 @@ SELF_TEST_TIMEOUT_S = 300.0
 _LIB_SUFFIXES = (".so", ".dylib", ".dll")
 
 
-def _is_library(name: str) -> bool:
+def is_shared_library(name: str) -> bool:
+    """Whether a file name is a shared library's (versioned names included: libggml.so.0)."""
     return any(suffix in name for suffix in _LIB_SUFFIXES)
 
 
@@ -47,13 +48,14 @@ def fingerprint_dir(lib_dir: Path) -> str | None:
     """Hash of the names and bytes of the shared libraries in ``lib_dir`` (None: there are none)."""
     if not lib_dir.is_dir():
         return None
-    return _fingerprint((p.name, p.read_bytes()) for p in lib_dir.iterdir() if p.is_file() and _is_library(p.name))
+    return _fingerprint((p.name, p.read_bytes()) for p in lib_dir.iterdir()
+                        if p.is_file() and is_shared_library(p.name))
 
 
 def fingerprint_wheel(wheel: Path) -> str | None:
     """The same hash over ``llama_cpp/lib/`` of a wheel: equal to the installed copy's fingerprint."""
     with zipfile.ZipFile(wheel) as archive:
-        members = [m for m in archive.namelist() if m.startswith("llama_cpp/lib/") and _is_library(m)]
+        members = [m for m in archive.namelist() if m.startswith("llama_cpp/lib/") and is_shared_library(m)]
         return _fingerprint((Path(m).name, archive.read(m)) for m in members)
 
 

@@ -404,13 +404,13 @@ class HogwildApp(App[int]):
 
 
 def run_tui(model_spec: str | None, problem: str | None, config: RunConfig, transcript: Path | None, *,
-            gpu_layers: int = 0, main_gpu: int = 0, tensor_split: list[float] | None = None) -> int:
+            placement: dict | None = None) -> int:
     """Run the TUI until the user quits; returns the exit code for the CLI.
 
     ``transcript``: every run appends its events there as they happen (as ``hogwild run --transcript``).
-    ``gpu_layers``, ``main_gpu``, ``tensor_split``: where the model's layers go, as for ``hogwild run``.
+    ``placement``: where the model's layers go (:class:`ModelCache`), as for ``hogwild run``.
     """
-    models = ModelCache(gpu_layers=gpu_layers, main_gpu=main_gpu, tensor_split=tensor_split)
+    models = ModelCache(placement)
     app = HogwildApp(model_spec, problem, config, transcript, models=models)
 
     async def run_app() -> None:

@@ -75,11 +75,12 @@ LAYOUT_EVERY_S = 0.1  # at most this often after a pass, a new LayoutChanged (it
 class ModelCache:
     """The last loaded model, kept so that the next run on the same file starts at once.
 
-    ``gpu_layers``, ``main_gpu`` and ``tensor_split`` are passed to :class:`Model` (as ``hogwild run`` does).
+    ``placement``: where the layers go, :class:`Model`'s keyword arguments (``n_gpu_layers``, ``main_gpu``,
+    ``tensor_split``, ``rpc``), as ``hogwild run`` passes them.
     """
 
-    def __init__(self, *, gpu_layers: int = 0, main_gpu: int = 0, tensor_split: list[float] | None = None) -> None:
-        self.options = {"n_gpu_layers": gpu_layers, "main_gpu": main_gpu, "tensor_split": tensor_split}
+    def __init__(self, placement: dict | None = None) -> None:
+        self.options = dict(placement or {})
         self.path: Path | None = None
         self.model: Model | None = None
 
