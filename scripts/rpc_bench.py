@@ -13,36 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from hogwild_local.measure.loopback import HOGWILD, rpc_servers
 from hogwild_local.models import resolve_model
 from hogwild_local.native import Model
-
-HOGWILD = [sys.executable, "-m", "hogwild_local"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(threads: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([*HOGWILD, "rpc-server", "--port", str(port), "--threads", str(threads)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"rpc-server on port {port} did not start")
 
 
 def bench(model: str, placement: list[str], args: argparse.Namespace) -> list[dict]:
@@ -68,9 +46,7 @@ def main() -> None:
     path = str(resolve_model(args.model))
     with Model(path) as loaded:
         n_layer = loaded.info.n_layer
-    servers = [start_server(args.threads) for _ in range(2)]
-    try:
-        (_, a), (_, b) = servers
+    with rpc_servers(2, threads=args.threads) as (a, b):
         third = n_layer // 3
         placements = {
             "local": [],
@@ -80,9 +56,6 @@ def main() -> None:
             "2 servers (all layers)": ["--rpc", f"{a},{b}", "-ngl", "-1", "--tensor-split", "1,1"],
         }
         results = {name: bench(path, placement, args) for name, placement in placements.items()}
-    finally:
-        for proc, _ in servers:
-            proc.kill()
     local = {(r["workers"], r["context"]): r["ms_per_pass"] for r in results["local"]}
     print(f"| placement | {' | '.join(f'W={w} C={c}' for w, c in local)} |")
     print(f"|:--|{'--:|' * len(local)}")

@@ -8,60 +8,20 @@ them), so the rest of the suite must never load a model in a process that knows 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hogwild_local.measure.loopback import HOGWILD, free_port, rpc_servers
 from hogwild_local.models import resolve_model
 
-HOGWILD = [sys.executable, "-m", "hogwild_local"]
 TESTS = Path(__file__).parent
 PROBLEM = "What is 17 * 23?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def rpc_servers(count: int) -> Iterator[list[str]]:
-    """``count`` servers on free loopback ports, each with one thread; yields their endpoints."""
-    procs, endpoints = [], []
-    try:
-        for _ in range(count):
-            port = free_port()
-            procs.append(subprocess.Popen([*HOGWILD, "rpc-server", "--port", str(port), "--threads", "1"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-            endpoints.append(f"127.0.0.1:{port}")
-        for proc, endpoint in zip(procs, endpoints, strict=True):
-            wait_listening(proc, endpoint)
-        yield endpoints
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
-def wait_listening(proc: subprocess.Popen, endpoint: str, timeout: float = 60.0) -> None:
-    host, _, port = endpoint.rpartition(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"rpc-server {endpoint} exited {proc.returncode}: {proc.stderr.read()}")
-        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"rpc-server {endpoint} did not listen within {timeout} s")
 
 
 @pytest.fixture(scope="module")
