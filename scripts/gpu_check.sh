@@ -7,7 +7,8 @@
 #   reference tests (no weights; written here with
 #   cd tests && ../.venv/bin/python -c "from tiny_gguf import write_vocab_only as w; from hogwild_local.models import
 #   resolve_model as r; w(r('smollm2-135m'), '../.carry/vocab-smollm2.gguf')")
-#   usage: bash scripts/gpu_check.sh [build|test|bench|all]   (results under $OUT)
+#   usage: bash scripts/gpu_check.sh [build|test|rpc|bench|all]   (results under $OUT)
+#   rpc: the GPU lent through `hogwild rpc-server` to a client that sees no GPU of its own (the reference suites)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -21,7 +22,7 @@ if [[ $step == build || $step == all ]]; then
     rm -rf /tmp/hw-src && mkdir -p /tmp/hw-src && tar xzf .carry/*.tar.gz -C /tmp/hw-src
     src=$(dirname "$(find /tmp/hw-src -maxdepth 2 -name pyproject.toml | head -1)")
     start=$(date +%s)
-    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=16 \
+    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_RPC=ON -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=16 \
         python3 -m pip install -q --no-build-isolation --no-deps "$src" > "$OUT/build.log" 2>&1
     echo "build rc=$? in $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
     python3 -c "import llama_cpp; print('gpu offload:', llama_cpp.llama_supports_gpu_offload())" | tee -a "$OUT/summary.txt"
@@ -48,6 +49,20 @@ if [[ $step == test || $step == all ]]; then
         echo "engine tests skipped: no .carry/vocab-*.gguf (see the top of this script)" | tee -a "$OUT/summary.txt"
     fi
     grep -E "max abs error|passed|failed" "$OUT/cuda_tests.log" | tee -a "$OUT/summary.txt"
+fi
+
+if [[ $step == rpc || $step == all ]]; then
+    python3 -m hogwild_local rpc-server --port 50052 > "$OUT/rpc_server.log" 2>&1 &
+    server=$!
+    sleep 5
+    vocab=$(ls .carry/vocab-*.gguf 2>/dev/null | head -1)
+    CUDA_VISIBLE_DEVICES= HOGWILD_TEST_RPC=127.0.0.1:50052 HOGWILD_TEST_GPU_LAYERS=-1 HOGWILD_TEST_VOCAB=$vocab \
+        HOGWILD_TEST_TOLERANCE=${HOGWILD_TEST_TOLERANCE:-0.05} python3 -m pytest tests/test_backend.py tests/test_engine.py \
+        -q -s -p no:cacheprovider -k "lockstep_workers_match_reference or match_reference" > "$OUT/rpc_tests.log" 2>&1
+    echo "rpc tests (CUDA lent by rpc-server, client without a GPU) rc=$?" | tee -a "$OUT/summary.txt"
+    kill $server
+    grep -E "Devices|CUDA|passed|failed" "$OUT/rpc_server.log" "$OUT/rpc_tests.log" | tail -8 | tee -a "$OUT/summary.txt"
+    grep "max abs error" "$OUT/rpc_tests.log" | sort -t: -k3 -g | tail -3 | tee -a "$OUT/summary.txt"
 fi
 
 if [[ $step == bench || $step == all ]]; then
