@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..native.rpc import DEFAULT_PORT
 from .command import Command
 from .options import threads_option
 
@@ -13,7 +14,7 @@ from .options import threads_option
 @click.command("rpc-server", cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="IPv4 address to listen on (0.0.0.0: every interface).")
-@click.option("--port", "-p", type=click.IntRange(1, 65535), default=50052, show_default=True)
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--device", "devices", multiple=True, metavar="NAME",
               help="Serve this ggml device (repeatable; see --list-devices). Default: every GPU, else the CPU.")
 @click.option("--cache", "use_cache", is_flag=True,

@@ -116,6 +116,10 @@ _GGML_SIGNATURES: dict[str, tuple[list, Any]] = {
     "ggml_backend_dev_name": ([_p], ctypes.c_char_p),
     "ggml_backend_dev_description": ([_p], ctypes.c_char_p),
     "ggml_backend_register": ([_p], None),
+    # libggml-rpc
+    "ggml_backend_rpc_add_server": ([ctypes.c_char_p], _p),
+    "ggml_backend_rpc_start_server": ([ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
+                                       ctypes.POINTER(_p)], None),
 }
 _ggml_libs: dict[str, ctypes.CDLL] = {}
 DEV_CPU, DEV_GPU, DEV_IGPU = 0, 1, 2  # ggml_backend_dev_type

@@ -36,18 +36,12 @@ def parse_endpoints(text: str) -> list[str]:
     """``HOST:PORT[,HOST:PORT...]`` -> the endpoints, each checked; raises BackendError naming the bad one."""
     endpoints = [part.strip() for part in text.split(",") if part.strip()]
     if not endpoints:
-        raise BackendError("--rpc takes HOST:PORT[,HOST:PORT...], e.g. 192.168.1.20:50052")
+        raise BackendError(f"--rpc takes HOST:PORT[,HOST:PORT...], e.g. 192.168.1.20:{DEFAULT_PORT}")
     for endpoint in endpoints:
         host, sep, port = endpoint.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise BackendError(f"--rpc: {endpoint!r} is not HOST:PORT (e.g. 192.168.1.20:{DEFAULT_PORT})")
     return endpoints
-
-
-def added_servers() -> list[str]:
-    """The endpoints this process offloads to (for error messages and reports)."""
-    with _lock:
-        return list(_added)
 
 
 def _probe(endpoint: str) -> None:
@@ -69,7 +63,7 @@ def add_servers(endpoints: Sequence[str]) -> None:
     repeat or extend the same list. Raises BackendError for a server that cannot be reached or has no device.
     """
     load()
-    rpc = _rpc_library()
+    rpc = ggml_library("ggml-rpc")
     ggml = ggml_library()
     with _lock:
         for endpoint in endpoints:
@@ -100,7 +94,7 @@ def serve(host: str, port: int, *, threads: int | None = None, devices: Sequence
     _check_port_free(host, port)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    rpc = _rpc_library()
+    rpc = ggml_library("ggml-rpc")
     array = (ctypes.c_void_p * len(chosen))(*chosen)
     endpoint = f"{host}:{port}".encode()
     cache_arg = str(cache).encode() if cache is not None else None
@@ -156,14 +150,3 @@ def _check_port_free(host: str, port: int) -> None:
         raise BackendError(f"cannot listen on {host}:{port}: {(err.strerror or str(err)).lower()}") from None
     finally:
         probe.close()
-
-
-def _rpc_library() -> ctypes.CDLL:
-    """libggml-rpc, bound (the copy libllama already loaded: one registry)."""
-    lib = ggml_library("ggml-rpc")
-    lib.ggml_backend_rpc_add_server.argtypes = [ctypes.c_char_p]
-    lib.ggml_backend_rpc_add_server.restype = ctypes.c_void_p
-    lib.ggml_backend_rpc_start_server.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
-                                                   ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
-    lib.ggml_backend_rpc_start_server.restype = None
-    return lib
