@@ -7,7 +7,10 @@
 #   reference tests (no weights; written here with
 #   cd tests && ../.venv/bin/python -c "from tiny_gguf import write_vocab_only as w; from hogwild_local.models import
 #   resolve_model as r; w(r('smollm2-135m'), '../.carry/vocab-smollm2.gguf')")
-#   usage: bash scripts/gpu_check.sh [build|test|rpc|bench|all]   (results under $OUT)
+#   usage: bash scripts/gpu_check.sh [build|rebuild|test|rpc|profile|bench|all]   (results under $OUT)
+#   profile BENCH-OPTIONS: Nsight Compute's kernels per attention layer, stock and hogwild (scripts/attention_profile.py)
+#   build: the bundle extracted to /tmp/hw-src and built in /tmp/hw-build; rebuild: that tree again, incrementally
+#   (~40 s instead of ~380 s after an edit of the tree, as scripts/gpu_patch_ab.sh does)
 #   rpc: the GPU lent through `hogwild rpc-server` to a client that sees no GPU of its own (the reference suites)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -19,12 +22,18 @@ export LD_PRELOAD=/lib/x86_64-linux-gnu/libstdc++.so.6
 
 if [[ $step == build || $step == all ]]; then
     python3 -m pip install -q --no-deps .carry/*.whl
-    rm -rf /tmp/hw-src && mkdir -p /tmp/hw-src && tar xzf .carry/*.tar.gz -C /tmp/hw-src
+    rm -rf /tmp/hw-src /tmp/hw-build && mkdir -p /tmp/hw-src && tar xzf .carry/*.tar.gz -C /tmp/hw-src
+fi
+
+if [[ $step == build || $step == rebuild || $step == all ]]; then
     src=$(dirname "$(find /tmp/hw-src -maxdepth 2 -name pyproject.toml | head -1)")
     start=$(date +%s)
     CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_RPC=ON -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=16 \
-        python3 -m pip install -q --no-build-isolation --no-deps "$src" > "$OUT/build.log" 2>&1
-    echo "build rc=$? in $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+        python3 -m pip install -q --no-build-isolation --no-deps --force-reinstall -C build-dir=/tmp/hw-build "$src" \
+        > "$OUT/build.log" 2>&1
+    rc=$?
+    echo "$step rc=$rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
+    [[ $rc == 0 ]] || { tail -20 "$OUT/build.log"; exit 1; }
     python3 -c "import llama_cpp; print('gpu offload:', llama_cpp.llama_supports_gpu_offload())" | tee -a "$OUT/summary.txt"
 fi
 
@@ -63,6 +72,18 @@ if [[ $step == rpc || $step == all ]]; then
     kill $server
     grep -E "Devices|CUDA|passed|failed" "$OUT/rpc_server.log" "$OUT/rpc_tests.log" | tail -8 | tee -a "$OUT/summary.txt"
     grep "max abs error" "$OUT/rpc_tests.log" | sort -t: -k3 -g | tail -3 | tee -a "$OUT/summary.txt"
+fi
+
+if [[ $step == profile ]]; then
+    # kernels per layer's attention, stock against hogwild, for the bench options given (one W, one context)
+    shift
+    for method in stock hogwild; do
+        GGML_CUDA_DISABLE_GRAPHS=1 ncu --csv --clock-control none --metrics gpu__time_duration.sum \
+            -k regex:'set_rows|cpy|rope|flash|quantize_q8_1' python3 -m hogwild_local.measure.bench "$@" \
+            --passes 2 --warmup 1 --methods $method > "$OUT/ncu_$method.csv" 2> "$OUT/ncu_$method.err"
+    done
+    python3 scripts/attention_profile.py "$OUT/ncu_stock.csv" "$OUT/ncu_hogwild.csv" | tee -a "$OUT/profile.txt"
+    rm -f "$OUT"/ncu_*.csv  # 2-6 MB each
 fi
 
 if [[ $step == bench || $step == all ]]; then
