@@ -39,10 +39,12 @@ vulkan-deps:
 
 # the backend and engine suites against the numpy reference with every layer on the Vulkan device, then a real run;
 # ggml skips CPU-type devices (lavapipe) unless they are named, hence device 0 by default; the GPU tolerance
-# of scripts/gpu_check.sh (GPU kernels accumulate in f16)
+# of scripts/gpu_check.sh (GPU kernels accumulate in f16), and its head size (tests/where.py: GPU flash kernels
+# take real head sizes only)
 VK_DEVICES ?= 0
 test-vulkan: export GGML_VK_VISIBLE_DEVICES = $(VK_DEVICES)
 test-vulkan: export HOGWILD_TEST_TOLERANCE = 0.05
+test-vulkan: export HOGWILD_TEST_HEAD_DIM = 128
 test-vulkan:
 	$(MAKE) backend VENV=.venv-vulkan BACKEND=vulkan
 	HOGWILD_TEST_GPU_LAYERS=-1 .venv-vulkan/bin/python -m pytest -q -s tests/test_backend.py tests/test_families.py

@@ -19,6 +19,8 @@ step=${1:-all}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$PWD/tests
 # the image's numpy ships its own libstdc++; loaded before llama.cpp's, it crashes llama.cpp's iostreams
 export LD_PRELOAD=/lib/x86_64-linux-gnu/libstdc++.so.6
+# the tiny test models' heads at a size CUDA's flash kernels take (tests/where.py: with 16, flash ran on the CPU)
+export HOGWILD_TEST_HEAD_DIM=${HOGWILD_TEST_HEAD_DIM:-128}
 
 if [[ $step == build || $step == all ]]; then
     python3 -m pip install -q --no-deps .carry/*.whl

@@ -18,7 +18,7 @@ from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
-from where import load_model, tolerance
+from where import HEAD_DIM, load_model, tolerance
 
 TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2), "bf16": tolerance(6e-2)}
 
@@ -26,7 +26,7 @@ TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2), "bf16": tolerance(6
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
 def tiny(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / f"tiny-{request.param}.gguf"
-    spec = write_tiny_model(path, request.param, seed=7)
+    spec = write_tiny_model(path, request.param, seed=7, head_dim=HEAD_DIM)
     model = load_model(spec.path)
     yield spec, model
     model.close()

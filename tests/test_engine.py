@@ -13,7 +13,7 @@ from lockstep import attention_paths
 from reference import ReferenceModel
 from tiny_gguf import write_tiny_model, write_vocab_only
 from trace_replay import TraceReplay
-from where import VOCAB, load_model, tolerance
+from where import HEAD_DIM, VOCAB, load_model, tolerance
 
 PROBLEM = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -30,7 +30,8 @@ def smollm2() -> Model:
 
 def write_tiny_speaking(path, vocab):
     """A tiny random llama model with the tokenizer and chat template of GGUF ``vocab``."""
-    return write_tiny_model(path, "llama", n_embd=32, n_head=4, n_head_kv=2, n_ff=64, seed=3, tokenizer_from=vocab)
+    return write_tiny_model(path, "llama", n_embd=32, n_head=4, n_head_kv=2, n_ff=64, head_dim=HEAD_DIM, seed=3,
+                            tokenizer_from=vocab)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from hogwild_local.native import BackendError, Model, Token
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, sequential_tokens
 from tiny_gguf import FAMILIES, REFUSED, TinyModel, write_refused_model, write_tiny_model
-from where import load_model, tolerance
+from where import HEAD_DIM, load_model, tolerance
 
 TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2)}
 
@@ -44,7 +44,8 @@ Family = tuple[str, TinyModel, Model]  # name in FAMILIES, weights, the loaded m
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Family]:
     """A tiny random model of each family, written and loaded once per module."""
-    spec = write_tiny_model(tmp_path_factory.mktemp("families") / f"{request.param}.gguf", request.param, seed=7)
+    spec = write_tiny_model(tmp_path_factory.mktemp("families") / f"{request.param}.gguf", request.param, seed=7,
+                            head_dim=HEAD_DIM)
     model = load_model(spec.path)
     yield request.param, spec, model
     model.close()

@@ -225,6 +225,7 @@ def write_tiny_model(
     n_head_kv: int = 2,
     n_layer: int = 2,
     n_ff: int = 128,
+    head_dim: int = 0,
     rope_theta: float | None = None,
     n_ctx_train: int | None = None,
     tokenizer_from: str | Path | None = None,
@@ -236,11 +237,16 @@ def write_tiny_model(
     (untied) output matrix, and no vocabulary, unless ``tokenizer_from`` names a GGUF whose tokenizer
     (vocabulary, merges, special tokens, chat template) is copied; n_vocab then follows that tokenizer.
     ``chat_template`` replaces the copied tokenizer's template. ``n_embd``, ``rope_theta`` and ``n_ctx_train``
-    default to the family's. Returns the written weights.
+    default to the family's. ``head_dim`` (0: the family's) widens every head to that size, with n_embd
+    ``n_head * head_dim``: GPU flash-attention kernels exist only for real models' head sizes (64, 128, ...).
+    Returns the written weights.
     """
     if arch not in FAMILIES:
         raise ValueError(f"unsupported arch {arch!r}")
     fam = FAMILIES[arch]
+    if head_dim:
+        fam = replace(fam, head_dim=0)
+        n_embd = n_head * head_dim
     n_embd = n_embd or fam.n_embd
     rope_theta = fam.rope_theta if rope_theta is None else rope_theta
     fam = replace(fam, rope_theta=rope_theta)
