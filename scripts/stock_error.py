@@ -1,7 +1,8 @@
 """Stock llama.cpp (Hogwild mode off) against the numpy reference: the error floor of a device.
 
 Prefill 20 tokens, decode 5 one at a time; prints the max abs logit error per architecture, cache type and
-attention path (flash or not), at the tests' head size (HOGWILD_TEST_HEAD_DIM, tests/where.py). Used to set the tolerance of the GPU run of tests/test_backend.py (see docs/backend.md).
+attention path (flash or not), at the tests' head size (HOGWILD_TEST_HEAD_DIM, tests/where.py). Used to set
+the tolerance of the GPU run of tests/test_backend.py (see docs/backend.md).
 """
 
 import sys
