@@ -1,8 +1,9 @@
 """Stock llama.cpp (Hogwild mode off) against the numpy reference: the error floor of a device.
 
 Prefill 20 tokens, decode 5 one at a time; prints the max abs logit error per architecture, cache type and
-attention path (flash or not), at the tests' head size (HOGWILD_TEST_HEAD_DIM, tests/where.py). Used to set
-the tolerance of the GPU run of tests/test_backend.py (see docs/backend.md).
+attention path (flash or not), at the tests' head size (HOGWILD_TEST_HEAD_DIM, tests/where.py), with the layers
+where tests/where.py puts them (HOGWILD_TEST_RPC: on those servers). Used to set the tolerance of the GPU run of
+tests/test_backend.py, and to tell a device's own errors from the patch's (see docs/backend.md).
 """
 
 import sys
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hogwild_local.native import Model, Token  # noqa: E402
+from hogwild_local.native import Token  # noqa: E402
 from reference import ReferenceModel, sequential_tokens  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
-from where import GPU_LAYERS, HEAD_DIM  # noqa: E402
+from where import HEAD_DIM, load_model  # noqa: E402
 
 tokens = [int(t) for t in np.random.default_rng(0).integers(0, 64, 25)]
 with tempfile.TemporaryDirectory() as tmp:
@@ -24,8 +25,8 @@ with tempfile.TemporaryDirectory() as tmp:
         ref = ReferenceModel(spec)
         cache = ref.new_cache()
         expected = ref.forward(cache, sequential_tokens(tokens))
-        with Model(spec.path, n_gpu_layers=GPU_LAYERS) as model:
-            for cache_type, flash in (("f32", False), ("f16", False), ("f32", True), ("f16", True)):
+        with load_model(spec.path) as model:
+            for cache_type, flash in ((t, f) for f in (False, True) for t in ("f32", "f16", "bf16")):
                 with model.context(n_ctx=256, n_seq=1, n_batch=64, cache_type=cache_type, flash_attn=flash,
                                    n_threads=2) as ctx:
                     ctx.decode([Token(t, i, (0,), True) for i, t in enumerate(tokens[:20])])

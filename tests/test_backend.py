@@ -18,7 +18,7 @@ from hogwild_local.native.install import LLAMA_CPP_PYTHON_VERSION
 from lockstep import block_table_changes, run_lockstep
 from reference import ReferenceModel, RefToken, sequential_tokens
 from tiny_gguf import write_tiny_model
-from where import HEAD_DIM, load_model, tolerance
+from where import HEAD_DIM, RPC, load_model, tolerance
 
 TOLERANCE = {"f32": tolerance(1e-4), "f16": tolerance(2e-2), "bf16": tolerance(6e-2)}
 
@@ -145,6 +145,10 @@ def test_lockstep_workers_match_reference(tiny, cache_type, kind, attention, mon
     again (the fused kernel on the CPU, the stock-op graph with flash attention's V layout elsewhere)."""
     monkeypatch.setenv("LLAMA_KV_CACHE_DEBUG", "3")  # llama.cpp then logs the cell map before placing a batch
     spec, model = tiny
+    if RPC and cache_type == "bf16" and attention != "graph":  # wrong logits there, stock too (check_flash_attn)
+        with pytest.raises(BackendError, match="^a bf16 KV cache with flash attention gives wrong logits on RPC"):
+            run_lockstep(spec, model, cache_type, kind, flash_attn=True)
+        return
     result = run_lockstep(spec, model, cache_type, kind, flash_attn=attention != "graph",
                           n_ctx=256 if attention == "no-room" else 1024)
     assert result.attention == ATTENTION_PATHS[attention, cache_type]

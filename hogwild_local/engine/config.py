@@ -79,8 +79,9 @@ class RunConfig:
         return LayoutKind.COMBINED if self.method == "single" else LayoutKind.INDEPENDENT
 
 
-def hogwild_flash_attn(cache_type: str) -> bool:
-    """Whether a Hogwild context turns flash attention on: unless the cache is f32.
+def hogwild_flash_attn(cache_type: str, *, over_rpc: bool = False) -> bool:
+    """Whether a Hogwild context turns flash attention on: unless the cache is f32, or bf16 with layers on
+    RPC servers (``over_rpc``; see ``native.context.check_flash_attn``).
 
     The Hogwild passes then take the patch's flash-attention path (the workers' current steps copied past the
     used cells once per worker, keys rotated for that worker's view, and one stock flash attention over it
@@ -88,7 +89,7 @@ def hogwild_flash_attn(cache_type: str) -> bool:
     attention casts an f32 cache to f16 (1e-3 logit errors where f32 gives 1e-6), which would undo what
     ``--cache-type f32`` asks for: f32 runs take the patch's stock-op graph.
     """
-    return cache_type != "f32"
+    return cache_type != "f32" and not (cache_type == "bf16" and over_rpc)
 
 
 def spare_cells(n_workers: int, n_ctx: int, flash_attn: bool) -> int:

@@ -177,7 +177,7 @@ class Generation:
     def _open_cache(self, headers: list[list[int]], finisher_room: int) -> None:
         """Open the context (one sequence per worker and the finisher's) and the layout over its cells."""
         cfg, n = self.config, self.config.n_workers
-        flash_attn = hogwild_flash_attn(cfg.cache_type)
+        flash_attn = hogwild_flash_attn(cfg.cache_type, over_rpc=bool(self.model.rpc))
         spare = spare_cells(n, cfg.n_ctx, flash_attn)
         self.ctx = self.model.context(n_ctx=cfg.n_ctx + spare, n_seq=n + 1, n_batch=max(512, 64 * n),
                                       cache_type=cfg.cache_type, n_threads=cfg.threads, flash_attn=flash_attn)

@@ -269,7 +269,7 @@ def _bench_point(w: int, context: int, methods: Sequence[str], rounds: int, open
     hog_t: list[float] = []
     stock_cells = hog_cells = moves = 0
     p_stock = context - w * (warmup + passes)
-    hogwild_fa = hogwild_flash_attn(open_ctx.cache_type)  # as a run takes it
+    hogwild_fa = hogwild_flash_attn(open_ctx.cache_type, over_rpc=bool(open_ctx.model.rpc))  # as a run takes it
     for _ in range(rounds):
         if "stock" in methods:
             times, stock_cells, p_stock = _run_stock(open_ctx(flash_attn), prompt, base, w, context, warmup, passes,
@@ -377,7 +377,7 @@ def bench_meta(facts: ModelFacts, model_path: Path, *, threads: int, gpu_layers:
         "settings": (f"threads {threads}, gpu layers {gpu_layers}" + (f" (rpc {','.join(rpc)})" if rpc else "")
                      + f", cache {cache_type}, flash-attn: stock "
                      f"{'on' if flash_attn else 'off'}, "
-                     f"hogwild {'on' if hogwild_flash_attn(cache_type) else 'off'}, "
+                     f"hogwild {'on' if hogwild_flash_attn(cache_type, over_rpc=bool(rpc)) else 'off'}, "
                      f"n_batch {n_batch}, {passes} timed passes after "
                      f"{warmup} warm-up" + (f" x {rounds} alternating rounds" if rounds > 1 else "")
                      + f", step {step_tokens} tokens, headers {HEADER_LENGTHS}"

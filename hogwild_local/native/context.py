@@ -40,6 +40,20 @@ class Token:
     logits: bool = False
 
 
+def check_flash_attn(model: Model, cache_type: str, flash_attn: bool) -> None:
+    """Refuse flash attention over a bf16 cache on RPC servers: it gives wrong logits, stock llama.cpp too.
+
+    ggml-rpc claims every op for a server's device without asking the server (ggml-rpc.cpp, a TODO upstream),
+    so the scheduler never moves an op the server's backend lacks to the CPU. CUDA's flash attention has no
+    bf16 path: over RPC, stock llama.cpp's logits were 2.4-3.0 off the numpy reference (H100, 2026-12-06;
+    docs/backend.md, "RPC"). The client cannot see which backend a server runs, so this refuses bf16 with flash
+    attention on every server; the engine takes the query-copy graph there instead (engine.hogwild_flash_attn).
+    """
+    if flash_attn and cache_type == "bf16" and model.rpc:
+        raise BackendError("a bf16 KV cache with flash attention gives wrong logits on RPC servers (ggml-rpc "
+                           "claims the op for backends such as CUDA that lack it); use --cache-type f16")
+
+
 class Context(NativeHandle):
     """A llama.cpp context with ONE unified KV cache shared by ``n_seq`` sequences.
 
@@ -63,6 +77,7 @@ class Context(NativeHandle):
         self.model = model
         if cache_type not in CACHE_TYPES:
             raise BackendError(f"unknown cache type {cache_type!r}; choose one of {', '.join(CACHE_TYPES)}")
+        check_flash_attn(model, cache_type, flash_attn)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch

@@ -112,6 +112,7 @@ class Model(NativeHandle):
             raise BackendError(f"llama.cpp could not load {path.name}" + (f": {detail}" if detail else ""))
         self.path = path
         self.n_gpu_layers = n_gpu_layers
+        self.rpc = tuple(rpc)  # endpoints whose devices may hold layers and cache (see context.check_flash_attn)
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.info = self._read_info()
 
