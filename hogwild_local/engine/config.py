@@ -66,6 +66,10 @@ class EngineError(HogwildError):
     """A user-facing refusal or failure: one line."""
 
 
+class PromptTooLong(EngineError):
+    """The prompt, with the room the run needs besides, does not fit the context (an HTTP client's error)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run. ``budget`` counts passes (sequential forward passes)."""

@@ -39,7 +39,16 @@ from ..native.errors import BackendError
 from ..native.model import Model
 from ..native.sampler import Sampler, SamplingParams
 from . import answers, prompts, thinking
-from .config import EngineError, Method, RunConfig, check_config, check_model, hogwild_flash_attn, spare_cells
+from .config import (
+    EngineError,
+    Method,
+    PromptTooLong,
+    RunConfig,
+    check_config,
+    check_model,
+    hogwild_flash_attn,
+    spare_cells,
+)
 from .events import (
     AnswerEvent,
     AnswerTextEvent,
@@ -191,7 +200,7 @@ class Generation:
         finisher_room = max(len(model.tokenize(prompts.finisher(s, cfg.answer))) for s in (False, True))
         finisher_room += cfg.answer_tokens
         if len(prompt) + sum(map(len, headers)) * cfg.n_workers + finisher_room + 8 * cfg.n_workers > cfg.n_ctx:
-            raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); "
+            raise PromptTooLong(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); "
                               "use a larger --ctx")
         return prompt, headers, finisher_room
 
