@@ -47,6 +47,22 @@ def test_json_stream(smollm2_path, tmp_path):
     assert shown.returncode == 0 and "## Answer" in shown.stdout
 
 
+def test_a_text_answer_is_prose_streamed_as_it_is_written(smollm2_path):
+    out = hogwild("run", "Write a haiku about caches", "-m", smollm2_path, "-b", "16", "--threads", "2",
+                  "--answer", "text", "--answer-tokens", "24", "--json")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0]["config"]["answer"] == "text" and events[0]["config"]["finisher_tokens"] == 24
+    end = events[-1]
+    assert end["type"] == "answer" and end["reason"] == "budget"
+    assert end["answer"] and "\\boxed" not in end["answer"] and end["finisher_prompt"].endswith("final answer.\n\n")
+    streamed = "".join(e["text"] for e in events if e["type"] == "answer_text")
+    assert streamed and end["answer"].startswith(streamed)
+    plain = hogwild("run", "Write a haiku about caches", "-m", smollm2_path, "-b", "16", "--threads", "2",
+                    "--answer", "text", "--answer-tokens", "24")
+    assert plain.returncode == 0 and f"Final answer: {end['answer']}" in plain.stdout  # the same greedy finisher
+
+
 def test_dropped_steps_in_the_stream_and_the_transcript(smollm2_path, tmp_path):
     """Greedy SmolLM2-135M repeats its steps; --drop-repeats reports each dropped step as a "cut" event,
     and `transcript show` says so where it happened."""

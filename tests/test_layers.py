@@ -21,6 +21,7 @@ LAYERS = {
     "hogwild_local.engine": 2,  # the method
     "hogwild_local.measure": 3,  # measurements
     "hogwild_local.tui": 4,  # interfaces
+    "hogwild_local.serve": 4,  # the HTTP API
     "hogwild_local.cli": 4.5,  # the command line may start the TUI; the TUI never imports the command line
     "hogwild_local.__main__": 5,
 }

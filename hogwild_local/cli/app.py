@@ -13,6 +13,7 @@ from .eval import eval_command
 from .models import models_group
 from .rpc_server import rpc_server
 from .run import run
+from .serve import serve
 from .transcript import transcript
 from .tui import tui
 
@@ -34,7 +35,8 @@ def main() -> None:
 
 # the registry: `hogwild --help` lists these (click sorts them by name)
 COMMANDS: tuple[click.Command, ...] = (
-    run, tui, doctor, models_group, build_backend_command, bench_command, eval_command, transcript, rpc_server,
+    run, tui, serve, doctor, models_group, build_backend_command, bench_command, eval_command, transcript,
+    rpc_server,
 )
 for _command in COMMANDS:
     main.add_command(_command)

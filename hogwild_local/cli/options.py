@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..engine.config import METHODS
+from ..engine.config import ANSWER_MODES, METHODS, AnswerMode
 from ..engine.layout import MAX_WORKERS, USER_LAYOUTS
 from ..engine.thinking import ThinkMode
 
@@ -85,6 +85,10 @@ method_options = compose(
     click.option("--budget", "-b", type=click.IntRange(1), default=512, show_default=True,
                  help="Forward passes (each writes one token per worker)."),
 )
+answer_option = click.option(
+    "--answer", type=click.Choice(ANSWER_MODES), default=AnswerMode.BOXED.value, show_default=True,
+    help="The final answer: boxed (a short \\boxed{} answer, as eval grades it), text (prose written from the "
+         "workers' steps once they stop) or code (one fenced code block). The rules tell the workers which.")
 layout_option = click.option("--layout", type=click.Choice(USER_LAYOUTS), default="combined", show_default=True,
                              help="How workers see each other (hogwild method).")
 # the sampler, the finisher and the thinking block
@@ -101,7 +105,8 @@ sampling_options = compose(
                  help="DRY penalty strength (0.8 is usual; 0 = off): discourages repeating a run of tokens "
                       "from the text the worker sees, other workers' steps included."),
     click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--finisher-tokens", type=click.IntRange(1), default=16, show_default=True,
+    click.option("--answer-tokens", "--finisher-tokens", "finisher_tokens", type=click.IntRange(1), default=None,
+                 show_default=", ".join(f"{m.default_tokens} for {m.value}" for m in AnswerMode),
                  help="Greedy tokens for the final answer when the budget runs out."),
     click.option("--think", type=ThinkChoice([m.value for m in ThinkMode]), default=ThinkMode.AUTO.value,
                  is_flag=False, flag_value=ThinkMode.ON.value, show_default=True,
@@ -134,8 +139,8 @@ runtime_options = compose(
     threads_option,
 )
 # everything one run takes: `run` and `tui`
-generation_options = compose(model_options, method_options, layout_option, sampling_options, remedy_options,
-                              runtime_options)
+generation_options = compose(model_options, method_options, layout_option, answer_option, sampling_options,
+                              remedy_options, runtime_options)
 
 
 def config_from_options(opts: dict, **overrides: object) -> RunConfig:

@@ -57,11 +57,22 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
 
 
 class TextSink:
-    """The run as text (a sink for ``engine.driver.drive``): workers' lines on stdout, notes on stderr, the answer."""
+    """The run as text (a sink for ``engine.driver.drive``): workers' lines on stdout, notes on stderr, the answer
+    (prose and code as the finisher writes them)."""
 
     def __init__(self, printer: Printer, n_ctx: int) -> None:
         self.printer, self.n_ctx = printer, n_ctx
         self.speed = 0.0  # the last stats event's tokens/s, said with the answer
+        self.answered = ""  # the final answer's text printed so far
+
+    def answer_text(self, text: str) -> None:
+        """Print more of the final answer (after its heading, the first time)."""
+        if not self.answered:
+            self.printer.flush()
+            click.echo("\n\nFinal answer: ", nl=False)
+        click.echo(click.style(text, bold=True) if self.printer.colour else text, nl=False)
+        sys.stdout.flush()
+        self.answered += text
 
     def __call__(self, event: Event) -> None:
         printer = self.printer
@@ -81,10 +92,13 @@ class TextSink:
             printer.cut(event.worker, event.text)
         elif event.type == "stats":
             self.speed = event.tokens_per_s
+        elif event.type == "answer_text":
+            self.answer_text(event.text)
         elif event.type == "answer":
             printer.flush()
             answer = "no answer" if event.answer is None else event.answer
-            click.echo(f"\n\nFinal answer: {click.style(answer, bold=True) if printer.colour else answer}")
+            self.answer_text(answer.removeprefix(self.answered) if answer.startswith(self.answered) else answer)
+            click.echo()
             click.echo(f"({END_REASONS.get(event.reason, event.reason)}; {event.passes} passes, "
                        f"{event.tokens_generated} tokens, {self.speed:.1f} tok/s)", err=True)
 

@@ -5,6 +5,12 @@ Methods (same budget accounting: passes, prefill and finisher excluded):
 - ``single``: one worker, then the finisher;
 - ``independent``: W workers that never see each other, the finisher over their concatenated work;
 - ``self-consistency``: W independent workers, one finisher each, majority vote.
+
+Answer modes (what the final answer is; the rules and the finisher's prompt follow it, ``engine/prompts.py``,
+and ``engine/answers.py`` reads it from what the finisher writes):
+- ``boxed``: a short answer in ``\\boxed{}``, graded by ``hogwild eval``; a worker's box ends the run;
+- ``text``: prose for the reader, written by the finisher from the shared work once the workers stop;
+- ``code``: one fenced code block, written the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +40,22 @@ class Method(str, Enum):
 
 
 METHODS = tuple(m.value for m in Method)
+
+
+class AnswerMode(str, Enum):
+    """What the final answer is (the values are what ``--answer`` takes)."""
+
+    BOXED = "boxed"
+    TEXT = "text"
+    CODE = "code"
+
+    @property
+    def default_tokens(self) -> int:
+        """The finisher's token limit unless the caller sets one: a box holds a number, prose and code need room."""
+        return {AnswerMode.BOXED: 16, AnswerMode.TEXT: 512, AnswerMode.CODE: 1024}[self]
+
+
+ANSWER_MODES = tuple(m.value for m in AnswerMode)
 UNSUPPORTED_ROPE = {RopeType.NONE: "no RoPE", RopeType.MROPE: "M-RoPE", RopeType.IMROPE: "M-RoPE",
                     RopeType.VISION: "vision RoPE"}
 # architectures whose graphs leave RoPE out of some layers by a rule of their own (the patch refuses them too)
@@ -42,6 +64,10 @@ NOPE_LAYERS = ("smollm3", "llama4", "afmoe")
 
 class EngineError(HogwildError):
     """A user-facing refusal or failure: one line."""
+
+
+class PromptTooLong(EngineError):
+    """The prompt, with the room the run needs besides, does not fit the context (an HTTP client's error)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +79,8 @@ class RunConfig:
     layout: str = "combined"
     budget: int = 256
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    finisher_tokens: int = 16
+    answer: str = "boxed"  # an AnswerMode value
+    finisher_tokens: int | None = None  # the finisher's token limit; None = the answer mode's default
     self_check_every: int = 1024  # generated tokens (all workers) between self-check questions; 0 = never
     check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
     end_at_headers: bool = False  # a step ends where its worker starts writing a step header (the header is cut)
@@ -71,6 +98,11 @@ class RunConfig:
     @property
     def n_workers(self) -> int:
         return 1 if self.method == "single" else self.workers
+
+    @property
+    def answer_tokens(self) -> int:
+        """The most tokens the finisher writes: ``finisher_tokens``, or the answer mode's default."""
+        return self.finisher_tokens or AnswerMode(self.answer).default_tokens
 
     @property
     def layout_kind(self) -> LayoutKind:
@@ -126,6 +158,10 @@ def check_config(config: RunConfig) -> None:
         raise EngineError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     if config.step_limit < 0:
         raise EngineError(f"the step limit must be 0 (none) or a number of tokens, got {config.step_limit}")
+    if config.answer not in ANSWER_MODES:
+        raise EngineError(f"unknown answer mode {config.answer!r}; choose one of {', '.join(ANSWER_MODES)}")
+    if config.finisher_tokens is not None and config.finisher_tokens < 1:
+        raise EngineError(f"the finisher needs at least one token, got {config.finisher_tokens}")
     modes = [m.value for m in thinking.ThinkMode]
     if config.think not in modes:
         raise EngineError(f"unknown thinking mode {config.think!r}; choose one of {', '.join(modes)}")

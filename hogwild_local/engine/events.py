@@ -97,11 +97,21 @@ class SnapshotEvent:
 
 
 @dataclass(frozen=True)
+class AnswerTextEvent:
+    """Text of the final answer as the finisher writes it, once no later token can take it back (prose and code
+    answers; a box comes whole with the AnswerEvent). Together these pieces begin the AnswerEvent's ``answer``."""
+
+    text: str
+    type: str = "answer_text"
+
+
+@dataclass(frozen=True)
 class AnswerEvent:
     """The end: the final answer and why generation stopped.
 
-    ``answer`` is None when there is none: the finisher wrote no \\boxed{...} with an answer in it (an empty
-    box or a placeholder such as \\boxed{answer} does not count); consumers should say "no answer".
+    ``answer`` is None when there is none: in boxed mode the finisher wrote no \\boxed{...} with an answer in it
+    (an empty box or a placeholder such as \\boxed{answer} does not count), in text or code mode it wrote
+    nothing; consumers should say "no answer".
 
     ``reason``, and who wrote the answer:
 
@@ -125,7 +135,7 @@ class AnswerEvent:
     type: str = "answer"
 
 
-Event = StartEvent | TokenEvent | StepEvent | CutEvent | StatsEvent | SnapshotEvent | AnswerEvent
+Event = StartEvent | TokenEvent | StepEvent | CutEvent | StatsEvent | SnapshotEvent | AnswerTextEvent | AnswerEvent
 
 # AnswerEvent.reason as the CLI and the TUI say it (the list above says who answered)
 END_REASONS = {

@@ -11,7 +11,8 @@ cells move to the end of the shared history with one K-shift and its next step o
 header. Optional rules for small models that loop (a step limit, repeats dropped, self-check questions,
 steps cut at forged headers, DRY over the worker's view) are hooks the loop calls (``engine/remedies.py``).
 When the budget ends without an answer, a final-answer sequence that sees the history and
-everyone's unfinished steps decodes greedily after a short "time is up" sentence.
+everyone's unfinished steps decodes greedily after a short "time is up" sentence, in the run's answer mode
+(a box, prose or code: ``engine/answers.py``), streaming the answer's text as it becomes certain.
 Reasoning models (``engine/thinking.py``): the prompt opens a thinking block where the model expects
 one (``think``: auto, on, off), the workers' steps are written inside it, and the finisher closes it
 before asking for the answer when it is still open where the finisher writes.
@@ -27,20 +28,44 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import numpy as np
 
 from ..native.context import Context, Token, batches
 from ..native.errors import BackendError
 from ..native.model import Model
 from ..native.sampler import Sampler, SamplingParams
-from . import prompts, thinking
-from .config import EngineError, Method, RunConfig, check_config, check_model, hogwild_flash_attn, spare_cells
-from .events import AnswerEvent, CutEvent, Event, SnapshotEvent, StartEvent, StatsEvent, StepEvent, TokenEvent
+from . import answers, prompts, thinking
+from .config import (
+    EngineError,
+    Method,
+    PromptTooLong,
+    RunConfig,
+    check_config,
+    check_model,
+    hogwild_flash_attn,
+    spare_cells,
+)
+from .events import (
+    AnswerEvent,
+    AnswerTextEvent,
+    CutEvent,
+    Event,
+    SnapshotEvent,
+    StartEvent,
+    StatsEvent,
+    StepEvent,
+    TokenEvent,
+)
 from .layout import Layout, LayoutFull, LayoutKind
 from .remedies import Remedy, remedies_for
 from .views import enable_views, set_deltas, sync_views
 from .worker import Worker
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,10 +86,12 @@ class Generation:
     """One run on one problem. Iterate :meth:`events`; :meth:`stop`, :meth:`pause` and :meth:`add_note`
     may be called from another thread (they take effect between passes)."""
 
-    def __init__(self, model: Model, problem: str, config: RunConfig) -> None:
+    def __init__(self, model: Model, problem: str, config: RunConfig,
+                 history: Sequence[tuple[str, str]] = ()) -> None:
         check_config(config)
         check_model(model)
         self.model, self.problem, self.config = model, problem, config
+        self.history = tuple(history)  # (role, content) messages before the run's own: a system prompt, earlier turns
         self.thinking = thinking.for_model(model)
         self._prompt = ""  # the prompt text of the run (set when it starts)
         self._stop = threading.Event()
@@ -84,10 +111,12 @@ class Generation:
         self.trace: list[tuple] | None = None
 
     def prompt_text(self) -> str:
-        """The prompt exactly as written into the common block: the chat template around the rules and problem,
-        then the thinking block the mode asks for (:meth:`thinking.Thinking.tail`; nothing for an instruct model
-        unless ``think`` is on)."""
-        text = self.model.apply_chat_template([("user", prompts.user_message(self.problem, self.config.n_workers))])
+        """The prompt exactly as written into the common block: the chat template around the history and the
+        user turn of rules and problem, then the thinking block the mode asks for (:meth:`thinking.Thinking.tail`;
+        nothing for an instruct model unless ``think`` is on)."""
+        cfg = self.config
+        turn = ("user", prompts.user_message(self.problem, cfg.n_workers, cfg.answer))
+        text = self.model.apply_chat_template([*self.history, turn])
         return text + self.thinking.tail(text, self.config.think)
 
     # resources -----------------------------------------------------------------------------------------
@@ -157,7 +186,7 @@ class Generation:
             yield from self._snapshot(run)
             if run.answer is not None:
                 break
-        yield self._finish_run(run)
+        yield from self._finish_run(run)
 
     # phases of the run ---------------------------------------------------------------------------------
 
@@ -168,9 +197,10 @@ class Generation:
         prompt = model.tokenize(self._prompt, add_special=True)
         headers = [model.tokenize(t) for t in (prompts.OTHERS_HEADER, prompts.MARKER, prompts.OWN_HEADER)]
         # the finisher's prompt depends on the thinking block at the end (see _finish): room for the longer one
-        finisher_room = max(len(model.tokenize(prompts.finisher(s))) for s in (False, True)) + cfg.finisher_tokens
+        finisher_room = max(len(model.tokenize(prompts.finisher(s, cfg.answer))) for s in (False, True))
+        finisher_room += cfg.answer_tokens
         if len(prompt) + sum(map(len, headers)) * cfg.n_workers + finisher_room + 8 * cfg.n_workers > cfg.n_ctx:
-            raise EngineError(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); "
+            raise PromptTooLong(f"the prompt ({len(prompt)} tokens) does not fit the context ({cfg.n_ctx}); "
                               "use a larger --ctx")
         return prompt, headers, finisher_room
 
@@ -288,10 +318,10 @@ class Generation:
                 yield self._cut_step(w, cut.keep, run.passes, cut.reason)
 
     def _take_answer(self, run: _Run, step_text: str) -> None:
-        """A boxed answer in a step ends the run, for the methods that stop on an answer."""
-        boxed = prompts.extract_boxed(step_text)
-        if boxed and self.config.stop_on_answer and Method(self.config.method).stops_on_answer:
-            run.answer, run.reason = boxed, "answer"
+        """A worker's answer in a step (a box, in boxed mode) ends the run, for the methods that stop on one."""
+        answer = answers.worker_answer(self.config.answer, step_text)
+        if answer and self.config.stop_on_answer and Method(self.config.method).stops_on_answer:
+            run.answer, run.reason = answer, "answer"
 
     def _stats(self, run: _Run) -> StatsEvent:
         def rate(tokens: int) -> float:
@@ -308,17 +338,17 @@ class Generation:
     def _snapshot(self, run: _Run) -> Iterator[SnapshotEvent]:
         """At the configured passes: the answer so far (a worker's, or what the finisher would say now)."""
         if run.passes in self.config.snapshots and run.passes < self.config.budget:
-            snap = run.answer if run.answer is not None else self._final_answer(run.workers)[0]
+            snap = run.answer if run.answer is not None else _result(self._final_answer(run.workers))[0]
             yield SnapshotEvent(run.passes, snap, "answer" if run.answer is not None else "finisher",
                                 sum(w.generated for w in run.workers), time.perf_counter() - run.t0)
 
-    def _finish_run(self, run: _Run) -> AnswerEvent:
-        """The run's answer: a worker's, or the finisher's when none stopped it."""
+    def _finish_run(self, run: _Run) -> Iterator[Event]:
+        """The run's answer: a worker's, or the finisher's when none stopped it (its text streamed as it comes)."""
         answer, votes, finisher_prompt, finisher_text = run.answer, {}, "", ""
         if answer is None:
             self._release_views()
-            answer, finisher_prompt, finisher_text, votes = self._final_answer(run.workers)
-        return AnswerEvent(
+            answer, finisher_prompt, finisher_text, votes = yield from self._final_answer(run.workers)
+        yield AnswerEvent(
             answer=answer, reason=run.reason, finisher_text=finisher_text, passes=run.passes,
             tokens_generated=sum(w.generated for w in run.workers), elapsed_s=time.perf_counter() - run.t0,
             votes=votes, finisher_prompt=finisher_prompt,
@@ -456,14 +486,15 @@ class Generation:
         for w in range(1, self.layout.n_workers):
             self._memory("seq_rm", w, 0, self.layout.common.end)
 
-    def _final_answer(self, workers: list[Worker]) -> tuple[str | None, str, str, dict[str, int]]:
-        """The finisher's answer, its prompt and its text (self-consistency: one finisher per worker and a
-        majority vote; their prompts and texts are not kept)."""
+    def _final_answer(self, workers: list[Worker]) -> Generator[AnswerTextEvent, None,
+                                                                tuple[str | None, str, str, dict[str, int]]]:
+        """The finisher's answer, its prompt and its text, its text streamed (self-consistency: one finisher per
+        worker, not streamed, and a majority vote; their prompts and texts are not kept)."""
         if self.config.method == "self-consistency":
-            answers = [self._finish([w.index])[0] for w in workers]
-            votes = dict(Counter(a for a in answers if a is not None))
+            found = [_result(self._finish([w.index]))[0] for w in workers]
+            votes = dict(Counter(a for a in found if a is not None))
             return (max(votes, key=votes.get) if votes else None), "", "", votes
-        answer, prompt, text = self._finish([w.index for w in workers])
+        answer, prompt, text = yield from self._finish([w.index for w in workers])
         return answer, prompt, text, {}
 
     def _finisher_prompt(self, workers: list[int]) -> str:
@@ -475,11 +506,12 @@ class Generation:
         blocks = [self._written[self.layout.common.id], *(self._written[self.layout.steps[w].id] for w in workers)]
         # read backwards, a token at a time: only the last tag counts, and a long run has written ~100k tokens
         pieces = (self.model.token_bytes(tok, special=True) for block in reversed(blocks) for tok in reversed(block))
-        return prompts.finisher(thinking.ends_inside(pieces, opened=thinking.ends_open(self._prompt)))
+        in_thinking = thinking.ends_inside(pieces, opened=thinking.ends_open(self._prompt))
+        return prompts.finisher(in_thinking, self.config.answer)
 
-    def _finish(self, workers: list[int]) -> tuple[str | None, str, str]:
-        """Greedy final answer from a sequence that sees the history and the given workers' current steps:
-        the answer, the prompt the finisher was given, and what it wrote."""
+    def _finish(self, workers: list[int]) -> Generator[AnswerTextEvent, None, tuple[str | None, str, str]]:
+        """Greedy final answer from a sequence that sees the history and the given workers' current steps, its
+        certain text yielded as it grows: the answer, the prompt the finisher was given, and what it wrote."""
         text_prompt = self._finisher_prompt(workers)
         finisher_prompt = self.model.tokenize(text_prompt)
         layout, seq = self.layout, self.layout.n_workers
@@ -498,14 +530,16 @@ class Generation:
         self._write(finisher_prompt, layout.append_finisher(len(finisher_prompt)), (seq,), logits=True)
         greedy = Sampler(self.model, SamplingParams(temperature=0))
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        text = ""
+        final = answers.FinalAnswer(self.config.answer)
         try:
-            for _ in range(self.config.finisher_tokens):
-                tok = greedy.sample(self.ctx, self.ctx.last_batch_size - 1)
+            for _ in range(self.config.answer_tokens):
+                tok = self._finisher_token(greedy, final)
                 if self.model.is_eog(tok):
                     break
-                text += decoder.decode(self.model.token_bytes(tok))
-                if prompts.extract_boxed("\\boxed{" + text) is not None:
+                certain = final.add(decoder.decode(self.model.token_bytes(tok)))
+                if certain:
+                    yield AnswerTextEvent(certain)
+                if final.complete:
                     break
                 pos = layout.append_finisher(1)[0]
                 self._set_deltas(seq, layout.finisher_deltas(workers))
@@ -514,12 +548,36 @@ class Generation:
             pass
         finally:
             greedy.close()
-        return prompts.extract_boxed("\\boxed{" + text + ("}" if "}" not in text else "")), text_prompt, text
+        return final.answer(), text_prompt, final.text
+
+
+    def _finisher_token(self, greedy: Sampler, final: answers.FinalAnswer) -> int:
+        """The finisher's next token: the greedy one, or where the answer mode refuses its text (prose that
+        would begin a step header), the likeliest one it takes."""
+        index = self.ctx.last_batch_size - 1
+        tok = greedy.sample(self.ctx, index)
+        if not final.refuses(self._token_text(tok)):
+            return tok
+        ranked = np.argsort(-self.ctx.logits(index))
+        return next(int(t) for t in ranked if not final.refuses(self._token_text(int(t))))
+
+    def _token_text(self, tok: int) -> str:
+        return self.model.token_bytes(tok).decode("utf-8", "replace")
+
+
+def _result(steps: Generator[Event, None, T]) -> T:
+    """What a generator returns, run to its end with its events dropped (a finisher whose text is not streamed)."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as end:
+        return end.value
 
 
 def _config_dict(cfg: RunConfig) -> dict:
     data = asdict(cfg)
     data["sampling"] = asdict(cfg.sampling)
+    data["finisher_tokens"] = cfg.answer_tokens  # as run: the answer mode's default when none was given
     return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .config import AnswerMode
 from .layout import WORKER_NAMES
 from .thinking import CLOSE
 
@@ -21,31 +22,56 @@ OWN_HEADER = "\n\n### Your own step (continue it)\n"
 SELF_CHECK = "Quick check: is someone else already doing what I am about to do? (yes/no): "
 
 _TIME_UP = "\n\nTime is up."
-_ANSWER = "Putting together what we found, the final answer is \\boxed{"
-FINISHER = f"{_TIME_UP} {_ANSWER}"  # the final-answer prompt where no thinking block is open
+_FOUND = "Putting together what we found,"
+# what the finisher writes after, per answer mode: the answer itself follows at once
+_LEADS = {
+    AnswerMode.BOXED: f"{_FOUND} the final answer is \\boxed{{",
+    AnswerMode.TEXT: f"{_FOUND} here is the final answer.\n\n",
+    AnswerMode.CODE: f"{_FOUND} here is the final code.\n\n```",
+}
+FINISHER = f"{_TIME_UP} {_LEADS[AnswerMode.BOXED]}"  # the boxed final-answer prompt where no thinking block is open
 
 
-def finisher(in_thinking: bool) -> str:
-    """The final-answer prompt, written after everything the finisher sees.
+def finisher(in_thinking: bool, mode: str = AnswerMode.BOXED.value) -> str:
+    """The final-answer prompt of the answer ``mode``, written after everything the finisher sees.
 
     Inside an open thinking block (``in_thinking``) it closes the block before asking: a reasoning model
-    gives its answer after ``</think>``, so the box it opens there is the answer, not one more thought. Where
-    no block is open (instruct models, thinking off, or a worker closed it) it is :data:`FINISHER`.
+    gives its answer after ``</think>``, so the answer it starts there is the answer, not one more thought.
+    Where no block is open (instruct models, thinking off, or a worker closed it) it is one line on.
     """
-    return f"{_TIME_UP}\n{CLOSE}\n\n{_ANSWER}" if in_thinking else FINISHER
+    opening = f"\n{CLOSE}\n\n" if in_thinking else " "
+    return f"{_TIME_UP}{opening}{_LEADS[AnswerMode(mode)]}"
 
 
-def rules(n_workers: int) -> str:
-    """The collaboration rules for ``n_workers`` workers (one worker gets plain step-by-step instructions)."""
+# per answer mode: how a lone worker is asked to work, and the team rules' last line
+_SOLO = {
+    AnswerMode.BOXED: "Solve the problem below. Think step by step, separating steps with a blank line, "
+                      "and give the final answer as \\boxed{answer}.",
+    AnswerMode.TEXT: "Work on the task below. Think step by step, separating steps with a blank line; "
+                     "when time is up, the final answer is written for the reader in plain prose from your steps.",
+    AnswerMode.CODE: "Work on the task below. Think step by step, separating steps with a blank line; "
+                     "when time is up, the final answer is written as one fenced code block from your steps.",
+}
+_LAST_RULE = {
+    AnswerMode.BOXED: "When the team has the answer, write it once as \\boxed{answer}.",
+    AnswerMode.TEXT: "Work towards one answer; when time is up, it is written for the reader in plain prose "
+                     "from this workspace.",
+    AnswerMode.CODE: "Work towards one piece of code; when time is up, it is written as one fenced code block "
+                     "from this workspace.",
+}
+
+
+def rules(n_workers: int, mode: str = AnswerMode.BOXED.value) -> str:
+    """The collaboration rules for ``n_workers`` workers and the answer ``mode`` (one worker gets plain
+    step-by-step instructions)."""
+    mode = AnswerMode(mode)
     if n_workers == 1:
-        return (
-            "Solve the problem below. Think step by step, separating steps with a blank line, "
-            "and give the final answer as \\boxed{answer}."
-        )
+        return _SOLO[mode]
     names = list(WORKER_NAMES[:n_workers])
     listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    what = "solving one problem" if mode is AnswerMode.BOXED else "working on one task"
     return (
-        f"You are {listed}: {n_workers} assistants solving one problem together, at the same time, "
+        f"You are {listed}: {n_workers} assistants {what} together, at the same time, "
         "in one shared workspace.\n"
         "- Everyone writes in short steps separated by a blank line; each step starts with its author's "
         "name, like **Bob [2]:**.\n"
@@ -54,13 +80,14 @@ def rules(n_workers: int) -> str:
         "- Read the others' work before you write. Do not repeat what someone else is already doing: "
         "if you notice duplicated work, switch to a part nobody has covered, or check someone's result.\n"
         f"- Split the work early. If two of you disagree on who does what, {names[0]} decides.\n"
-        "- When the team has the answer, write it once as \\boxed{answer}."
+        f"- {_LAST_RULE[mode]}"
     )
 
 
-def user_message(problem: str, n_workers: int) -> str:
-    """The single user turn: rules, then the problem."""
-    return f"{rules(n_workers)}\n\nProblem:\n{problem.strip()}"
+def user_message(problem: str, n_workers: int, mode: str = AnswerMode.BOXED.value) -> str:
+    """The user turn of the run: rules, then the problem (a task, in the modes that are not boxed)."""
+    label = "Problem" if AnswerMode(mode) is AnswerMode.BOXED else "Task"
+    return f"{rules(n_workers, mode)}\n\n{label}:\n{problem.strip()}"
 
 
 STEP_HEADER = re.compile(r"^\*\*\w+ \[\d+\]:\*\*\s*")  # a step's forced opening, "**Bob [2]:** "
@@ -88,6 +115,18 @@ def forged_header(step_text: str, start: int) -> int | None:
     """
     match = _HEADER_START.search(step_text, start)
     return match.start() if match else None
+
+
+_HEADER_OPENINGS = tuple(f"**{name} [" for name in WORKER_NAMES) + ("**User:",)
+
+
+def partial_header(text: str) -> int | None:
+    """Where ``text`` ends with the beginning of a step header that the next token may complete ("... **Bo"),
+    or None: text there is not certain yet to stay."""
+    for start in range(max(0, len(text) - max(map(len, _HEADER_OPENINGS))), len(text)):
+        if text[start] == "*" and any(opening.startswith(text[start:]) for opening in _HEADER_OPENINGS):
+            return start
+    return None
 
 
 # the author line that opens a step or a user note, "**Alice [2]:** " or "**User:** " (what a pane hides)

@@ -71,7 +71,7 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, methods: Seq
         "model": model, "model_sha256": model["sha256"],
         "methods": list(methods), "budgets": list(budgets),
         "seed": config.sampling.seed, "sampling": asdict(config.sampling),
-        "layout": config.layout, "finisher_tokens": config.finisher_tokens, "think": config.think,
+        "layout": config.layout, "finisher_tokens": config.answer_tokens, "think": config.think,
         "check_repeats": config.check_repeats, "end_at_headers": config.end_at_headers,
         "drop_repeats": config.drop_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type,
         "threads": config.threads, "gpu_layers": gpu_layers,

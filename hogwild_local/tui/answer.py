@@ -15,7 +15,7 @@ class AnswerPanel(Static):
     AnswerPanel {
         display: none;
         height: auto;
-        max-height: 6;
+        max-height: 12;
         border: heavy $success;
         border-title-style: bold;
         padding: 0 1;

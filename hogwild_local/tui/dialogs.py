@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
 from ..engine import RunConfig
+from ..engine.config import ANSWER_MODES
 from ..engine.layout import MAX_WORKERS, USER_LAYOUTS
 from ..engine.thinking import ThinkMode
 from ..models import default_model
@@ -77,7 +78,8 @@ class Settings:
 
 
 class SettingsScreen(ModalScreen[Settings | None]):
-    """Model, workers, layout, budget, temperature, seed, DRY and thinking; they apply to the next run."""
+    """Model, workers, layout, answer mode, budget, temperature, seed, DRY and thinking; they apply to the next
+    run."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="SettingsScreen") + """
     SettingsScreen .row { height: 1; margin-top: 1; }
@@ -102,6 +104,9 @@ class SettingsScreen(ModalScreen[Settings | None]):
                                               allow_blank=False, id="workers", compact=True))
             yield _row("layout", Select([(name, name) for name in USER_LAYOUTS], value=cfg.layout,
                                              allow_blank=False, id="layout", compact=True))
+            yield _row("answer", Select([(mode, mode) for mode in ANSWER_MODES], value=cfg.answer,
+                                        allow_blank=False, id="answer", compact=True,
+                                        tooltip="boxed: a short \\boxed{} answer; text: prose; code: a code block"))
             yield _row("budget", Input(str(cfg.budget), type="integer", id="budget", compact=True))
             yield _row("temperature", Input(str(cfg.sampling.temperature), type="number", id="temperature",
                                                  compact=True))
@@ -135,6 +140,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
         cfg = self.settings.config
         config = replace(cfg, workers=self.query_one("#workers", Select).value,
                          layout=self.query_one("#layout", Select).value, budget=budget,
+                         answer=self.query_one("#answer", Select).value,
                          think=self.query_one("#think", Select).value,
                          sampling=replace(cfg.sampling, temperature=temperature, seed=seed, dry_multiplier=dry))
         self.dismiss(Settings(self.query_one("#model", Input).value.strip() or None, config))
