@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -63,10 +64,12 @@ def test_installed_library_passes_the_self_test():
 
 
 @needs_cc
-def test_self_test_names_the_signal(crashing_lib_dir):
+def test_self_test_names_the_signal(crashing_lib_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = verdict.run_self_test(lib_dir=crashing_lib_dir)
     assert not result.ok
     assert result.detail == "the self-test was killed by SIGILL (Illegal instruction)"
+    assert list(tmp_path.iterdir()) == []  # the killed child's tiny models went with the parent's folder
 
 
 def test_non_finite_logits_fail_the_check(tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,20 +59,20 @@ def decode_check(path: Path) -> str | None:
     return None
 
 
-def main() -> int:
-    """Run the checks and print the verdict line."""
+def main(scratch: Path) -> int:
+    """Run the checks with the tiny models in ``scratch`` (the parent's folder, which it removes) and print
+    the verdict line."""
     try:
-        with tempfile.TemporaryDirectory(prefix="hogwild-selftest-") as tmp:
-            f16 = write_synthetic_model(Path(tmp) / "tiny-f16.gguf", "tiny")
-            for weight_type in WEIGHT_TYPES:
-                path = f16
-                if weight_type != "F16":
-                    path = Path(tmp) / f"tiny-{weight_type.lower()}.gguf"
-                    quantize_file(f16, path, weight_type, threads=1)
-                problem = decode_check(path)
-                if problem:
-                    print(json.dumps({"ok": False, "detail": f"{weight_type} weights: {problem}"}))
-                    return 0
+        f16 = write_synthetic_model(scratch / "tiny-f16.gguf", "tiny")
+        for weight_type in WEIGHT_TYPES:
+            path = f16
+            if weight_type != "F16":
+                path = scratch / f"tiny-{weight_type.lower()}.gguf"
+                quantize_file(f16, path, weight_type, threads=1)
+            problem = decode_check(path)
+            if problem:
+                print(json.dumps({"ok": False, "detail": f"{weight_type} weights: {problem}"}))
+                return 0
     except BackendError as err:
         print(json.dumps({"ok": False, "detail": str(err)}))
         return 0
@@ -83,4 +82,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(Path(sys.argv[1])))

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 import zipfile
@@ -83,11 +84,14 @@ def run_self_test(search_path: Sequence[Path] = (), lib_dir: Path | None = None,
     if lib_dir is not None:
         env["LLAMA_CPP_LIB_PATH"] = str(lib_dir)
     start = time.monotonic()
-    try:
-        child = subprocess.run([sys.executable, "-m", "hogwild_local.native.selftest"], env=env, capture_output=True,
-                               text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return SelfTest(False, f"the self-test did not finish in {timeout:.0f} s", time.monotonic() - start)
+    # the folder for the child's tiny models is ours, so it goes even when the child is killed
+    with tempfile.TemporaryDirectory(prefix="hogwild-selftest-") as scratch:
+        try:
+            child = subprocess.run([sys.executable, "-m", "hogwild_local.native.selftest", scratch], env=env,
+                                   capture_output=True, text=True, errors="replace", timeout=timeout,
+                                   stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return SelfTest(False, f"the self-test did not finish in {timeout:.0f} s", time.monotonic() - start)
     seconds = time.monotonic() - start
     if child.returncode < 0:
         number = -child.returncode
