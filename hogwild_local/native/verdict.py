@@ -14,8 +14,8 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
