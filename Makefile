@@ -3,6 +3,7 @@
 #   make test   set up, build the patched CPU backend, run the test suite (what .ci/run calls)
 # Vulkan (docs/backend.md, "Vulkan"):
 #   make vulkan-deps   install the Vulkan SDK and Mesa's software device (lavapipe) from Debian/Ubuntu packages
+#                      (on Debian 12 a newer Mesa from bookworm-backports: scripts/vulkan_deps.sh says why)
 #   make test-vulkan   build the Vulkan backend into .venv-vulkan and run the correctness suite on the Vulkan device
 
 PYTHON ?= python3
@@ -32,10 +33,9 @@ test: backend
 	$(BIN)/python -m pytest -q
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-VULKAN_PACKAGES := libvulkan-dev glslc spirv-headers mesa-vulkan-drivers vulkan-tools
 
 vulkan-deps:
-	$(SUDO) apt-get install -y --no-install-recommends $(VULKAN_PACKAGES)
+	$(SUDO) sh scripts/vulkan_deps.sh
 
 # the backend and engine suites against the numpy reference with every layer on the Vulkan device, then a real run;
 # ggml skips CPU-type devices (lavapipe) unless they are named, hence device 0 by default; the GPU tolerance
