@@ -243,6 +243,49 @@ def test_drop_repeats_keeps_repeated_steps_out_of_the_history(smollm2):
     assert gen.ctx.cells_used() == gen.layout.live_cells()
 
 
+MARKDOWN_PROBLEM = ("Format your work in markdown: start each part with a ### heading and put key numbers in "
+                    "**bold**. What is 17 * 23?")
+
+
+@pytest.mark.parametrize("bar", [False, True])
+def test_bar_headers_keeps_header_marks_out_of_the_workers_text(smollm2, bar):
+    """Asked for markdown, sampled SmolLM2-135M writes "#" and "**" in its steps (seeds 2 and 3: 10 and 15
+    "#", 0 and 5 "**"; "### The other one" and a forged "**Alice [2]:**" in `make demo`-like runs). With
+    bar_headers no token holding either is drawn, nor a "*" after a "*": the only marks are the engine's
+    forced headers. Each worker's sampled text is checked between its forced pieces."""
+    found = 0
+    for seed in (2, 3):
+        cfg = RunConfig(workers=2, budget=48, n_ctx=4096, threads=2, stop_on_answer=False, finisher_tokens=4,
+                        sampling=SamplingParams(temperature=1.0, seed=seed), bar_headers=bar)
+        pieces: dict[str, list[str]] = {}
+        for event in Generation(smollm2, MARKDOWN_PROBLEM, cfg).events():
+            if event.type == "token":
+                pieces.setdefault(event.worker, []).append("\0" if event.forced else event.text)
+        sampled = [run for texts in pieces.values() for run in "".join(texts).split("\0")]
+        assert sum(len(run) for run in sampled) > 100, sampled
+        found += sum(run.count("#") + run.count("**") for run in sampled)
+    assert (found == 0) if bar else (found > 0), found
+
+
+def test_bar_is_absolute_for_the_sampler(smollm2):
+    """Context.bar makes tokens impossible for any sampler: greedy SmolLM2 continues "The capital of France
+    is" with another token once its first choice is barred, and a sampled draw never hits a barred token."""
+    prompt = smollm2.tokenize("The capital of France is")
+    last = len(prompt) - 1
+    with smollm2.context(n_ctx=256, n_threads=2) as ctx:
+        ctx.decode([Token(t, i, (0,), i == last) for i, t in enumerate(prompt)])
+        with Sampler(smollm2, SamplingParams(temperature=0)) as greedy:
+            first = greedy.sample(ctx, last)
+            top = np.argsort(ctx.logits(last))[::-1][:20]
+            ctx.bar(last, top)
+            assert ctx.logits(last)[top].max() == -np.inf
+            second = greedy.sample(ctx, last)
+            assert second != first and second not in top
+        for seed in range(20):
+            with Sampler(smollm2, SamplingParams(temperature=2.0, top_k=0, top_p=1.0, min_p=0.0, seed=seed)) as s:
+                assert s.sample(ctx, last) not in top
+
+
 def test_dry_penalizes_repeating_the_context_it_is_given(smollm2):
     """DRY finds repeats in the tokens set_dry_context hands it: greedy SmolLM2 continues "The capital of
     France is" with the same token as without DRY, unless that context already holds those words followed

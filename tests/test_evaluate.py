@@ -205,7 +205,7 @@ def test_resume_refuses_other_settings(evaluated):
     assert (root / "results.jsonl").read_bytes() == before
 
 
-@pytest.mark.parametrize("key", ["check_repeats", "end_at_headers", "drop_repeats"])
+@pytest.mark.parametrize("key", ["check_repeats", "end_at_headers", "drop_repeats", "bar_headers"])
 def test_resume_refuses_a_remedy_but_reads_older_files(evaluated, tmp_path, key):
     root, args, _ = evaluated
     out = CliRunner().invoke(main, [*args, "--" + key.replace("_", "-")])

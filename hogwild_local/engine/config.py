@@ -85,6 +85,9 @@ class RunConfig:
     check_repeats: bool = False  # also ask it at a worker's next step when its last step repeated a finished one
     end_at_headers: bool = False  # a step ends where its worker starts writing a step header (the header is cut)
     drop_repeats: bool = False  # a finished step that repeats one its worker has seen is freed, not kept
+    # workers never write "#" or "**" (prompts.HEADER_MARKS; remedies.BarHeaders): the workspace's section headers
+    # and the step headers stay the engine's, whatever the model imitates
+    bar_headers: bool = False
     # a step longer than this many tokens (header included) ends at its next sentence or line end (at twice as
     # many, at once), so that work reaches the history even when a worker never writes a blank line; 0 = no limit
     step_limit: int = 300

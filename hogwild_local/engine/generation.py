@@ -169,7 +169,8 @@ class Generation:
         prompt, headers, finisher_room = self._tokenize_prompt()
         self._open_cache(headers, finisher_room)
         yield self._start_event(len(prompt))
-        run = _Run(self._prefill(prompt, headers), remedies_for(self.config, self.layout.kind), finisher_room, t0)
+        remedies = remedies_for(self.config, self.layout.kind, self.model.token_texts)
+        run = _Run(self._prefill(prompt, headers), remedies, finisher_room, t0)
         for w in run.workers:
             yield from self._open_step(w, 0, opener=True)
         while run.passes < self.config.budget:
@@ -298,6 +299,9 @@ class Generation:
         """Sample the worker's next token from the logits at batch ``index``; the remedies may cut its step."""
         for r in run.remedies:
             r.before_sample(w, self._read_by)
+            barred = r.barred(w)
+            if barred is not None:
+                self.ctx.bar(index, barred)
         tok = w.sampler.sample(self.ctx, index)
         if self.model.is_eog(tok):
             w.done, w.pending = True, []

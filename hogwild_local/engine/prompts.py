@@ -14,6 +14,9 @@ from .config import AnswerMode
 from .layout import WORKER_NAMES
 from .thinking import CLOSE
 
+# what the engine's own headers are made of (the section headers below, the step headers' "**"): with
+# RunConfig.bar_headers the workers cannot draw a token holding one
+HEADER_MARKS = ("#", "**")
 # section headers shown inside every worker's view (shared cells, written once)
 OTHERS_HEADER = "\n\n### Shared workspace: the others are writing these steps right now\n"
 MARKER = " <...>\n"

@@ -9,8 +9,10 @@ ones in the order they run. A remedy may keep state across workers (the self-che
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import prompts
 from .config import RunConfig
@@ -40,6 +42,10 @@ class Remedy:
 
     def before_sample(self, w: Worker, read_by: Callable[[int], list[int]]) -> None:
         """Just before the worker's next token is sampled (``read_by(i)``: the tokens worker i sees, in order)."""
+
+    def barred(self, w: Worker) -> np.ndarray | None:
+        """Token ids the worker may not draw next (None: no bar)."""
+        return None
 
     def token_sampled(self, w: Worker) -> None:
         """The worker sampled a token that is not end-of-generation (it is on ``w.step_text`` now)."""
@@ -111,6 +117,20 @@ class EndAtHeaders(Remedy):
         return None if forged is None else Cut(bisect.bisect_right(w.token_ends, forged), "header")
 
 
+class BarHeaders(Remedy):
+    """Workers never write the marks the engine's headers are made of (``prompts.HEADER_MARKS``: "#", "**"):
+    every token that holds one is barred, and after a "*" also every token that starts with one (two tokens
+    must not make "**" either). Their own text then cannot pass for a section or step header."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        marked = [t for t, x in enumerate(texts) if any(m in x for m in prompts.HEADER_MARKS)]
+        self.always = np.array(marked, np.int64)
+        self.after_star = np.union1d(marked, [t for t, x in enumerate(texts) if x.startswith("*")]).astype(np.int64)
+
+    def barred(self, w: Worker) -> np.ndarray:
+        return self.after_star if w.step_text.endswith("*") else self.always
+
+
 class StepLimit(Remedy):
     """A step longer than ``limit`` tokens ends at its next sentence or line end; at twice as many, at once
     (a loop like "[1] [1] [1]" has neither)."""
@@ -127,10 +147,13 @@ class StepLimit(Remedy):
         return None if end is None else Cut(bisect.bisect_left(w.token_ends, end) + 1, "long")
 
 
-def remedies_for(cfg: RunConfig, layout_kind: LayoutKind) -> list[Remedy]:
+def remedies_for(cfg: RunConfig, layout_kind: LayoutKind, token_texts: Callable[[], Sequence[str]]) -> list[Remedy]:
     """The remedies the configuration enables, in the order their hooks run (a cut ends the step, so
-    after a header cut the step limit no longer applies)."""
+    after a header cut the step limit no longer applies); ``token_texts``: the model's vocabulary, read
+    only by a remedy that needs it."""
     remedies: list[Remedy] = []
+    if cfg.bar_headers:
+        remedies.append(BarHeaders(token_texts()))
     if cfg.sampling.dry_multiplier > 0:
         remedies.append(DryContext())
     if cfg.drop_repeats or cfg.check_repeats:

@@ -25,9 +25,9 @@ from .provenance import backend_record, git_commit, machine_record, model_record
 RESULTS_VERSION = 1
 # settings that must match for results to be pooled in one file (the rest, e.g. threads, may change)
 COMPATIBLE_KEYS = ("dataset_sha256", "model_sha256", "seed", "sampling", "layout", "finisher_tokens", "think",
-                   "n_ctx", "cache_type", "check_repeats", "end_at_headers", "drop_repeats")
+                   "n_ctx", "cache_type", "check_repeats", "end_at_headers", "drop_repeats", "bar_headers")
 # the value a key had before files recorded it
-COMPATIBLE_DEFAULTS = {"check_repeats": False, "end_at_headers": False, "drop_repeats": False}
+COMPATIBLE_DEFAULTS = {"check_repeats": False, "end_at_headers": False, "drop_repeats": False, "bar_headers": False}
 
 
 def read_results(path: Path) -> tuple[list[dict], dict[tuple[int, str], dict]]:
@@ -73,7 +73,8 @@ def make_header(dataset: str, dataset_path: Path, model_path: Path, methods: Seq
         "seed": config.sampling.seed, "sampling": asdict(config.sampling),
         "layout": config.layout, "finisher_tokens": config.answer_tokens, "think": config.think,
         "check_repeats": config.check_repeats, "end_at_headers": config.end_at_headers,
-        "drop_repeats": config.drop_repeats, "n_ctx": config.n_ctx, "cache_type": config.cache_type,
+        "drop_repeats": config.drop_repeats, "bar_headers": config.bar_headers,
+        "n_ctx": config.n_ctx, "cache_type": config.cache_type,
         "threads": config.threads, "gpu_layers": gpu_layers,
     }
 

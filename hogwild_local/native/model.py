@@ -115,6 +115,7 @@ class Model(NativeHandle):
         self.rpc = tuple(rpc)  # endpoints whose devices may hold layers and cache (see context.check_flash_attn)
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.info = self._read_info()
+        self._texts: tuple[str, ...] | None = None  # token_texts, read on first use
 
     def meta(self, key: str) -> str | None:
         """The GGUF metadata value of ``key`` as llama.cpp prints it (None: absent)."""
@@ -171,6 +172,13 @@ class Model(NativeHandle):
             buf = ctypes.create_string_buffer(-n)
             n = self._llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
+
+    def token_texts(self) -> tuple[str, ...]:
+        """Every token's text by id (control tokens: ""; a piece of a UTF-8 character: its whole characters),
+        read once per model: what a rule over the vocabulary (which tokens hold a "#") looks at."""
+        if self._texts is None:
+            self._texts = tuple(self.token_bytes(t).decode("utf-8", "ignore") for t in range(self.info.n_vocab))
+        return self._texts
 
     def is_eog(self, token: int) -> bool:
         """End of generation (EOS, EOT, ...)."""
