@@ -125,8 +125,9 @@ remedy_options = compose(
                  help="End a step where its worker starts writing a step header itself (\"**Bob [\"), "
                       "and cut that header: only the engine opens steps."),
     click.option("--bar-headers", is_flag=True,
-                 help="Workers never write a token holding \"#\" or \"**\" (a logit bias of minus infinity): "
-                      "section headers (\"### ...\") and step headers (\"**Bob [2]:**\") stay the engine's."),
+                 help="Workers never write \"#\" or \"**\" (such tokens, and after a \"*\" any token starting "
+                      "with one, get a logit of minus infinity): section headers (\"### ...\") and step headers "
+                      "(\"**Bob [2]:**\") stay the engine's."),
     click.option("--drop-repeats", is_flag=True,
                  help="Free a finished step that repeats a step its worker has seen word for word, "
                       "instead of adding it to the history."),

@@ -139,20 +139,21 @@ class Context(NativeHandle):
         """Wait until the last decode has finished on the device (what a timing must include)."""
         self._llama.llama_synchronize(self.ptr)
 
-    def bar(self, index: int, tokens: np.ndarray) -> None:
-        """Make ``tokens`` impossible at batch ``index`` of the last decode: their logits become minus infinity
-        in llama.cpp's own buffer, which the next sample there reads (greedy or not, nothing draws them)."""
-        ptr = self._llama.llama_get_logits_ith(self.ptr, index)
-        if not ptr:
-            raise BackendError(f"no logits at batch index {index}")
-        np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))[tokens] = -np.inf
-
-    def logits(self, index: int) -> np.ndarray:
-        """The logits of the token at ``index`` of the last batch (a copy, float32 [n_vocab])."""
+    def _logits_view(self, index: int) -> np.ndarray:
+        """llama.cpp's own logits row for batch ``index`` of the last decode (a view, not a copy)."""
         ptr = self._llama.llama_get_logits_ith(self.ptr, index)
         if not ptr:
             raise BackendError(f"no logits for batch index {index}")
-        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def bar(self, index: int, tokens: np.ndarray) -> None:
+        """Make ``tokens`` impossible at batch ``index`` of the last decode: their logits become minus infinity
+        in llama.cpp's own buffer, which the next sample there reads (greedy or not, nothing draws them)."""
+        self._logits_view(index)[tokens] = -np.inf
+
+    def logits(self, index: int) -> np.ndarray:
+        """The logits of the token at ``index`` of the last batch (a copy, float32 [n_vocab])."""
+        return self._logits_view(index).copy()
 
     # memory -----------------------------------------------------------------------------------------
 
